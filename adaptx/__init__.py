@@ -1,0 +1,43 @@
+"""adaptx: composable gradient transformations for JAX.
+
+Optimizers are pure ``(init, update)`` pairs that follow optax's contract, so
+adaptx and optax transforms chain together in either direction.
+"""
+
+from adaptx._base import EmptyState as EmptyState
+from adaptx._base import GradientTransformation as GradientTransformation
+from adaptx._base import OptState as OptState
+from adaptx._base import Params as Params
+from adaptx._base import ScalarOrSchedule as ScalarOrSchedule
+from adaptx._base import Schedule as Schedule
+from adaptx._base import Updates as Updates
+from adaptx._base import identity as identity
+from adaptx._base import set_to_zero as set_to_zero
+from adaptx._base import stateless as stateless
+from adaptx._combine import chain as chain
+from adaptx._combine import named_chain as named_chain
+from adaptx._numerics import bias_correction as bias_correction
+from adaptx._numerics import global_norm as global_norm
+from adaptx._numerics import safe_increment as safe_increment
+from adaptx._numerics import tree_cast as tree_cast
+from adaptx._numerics import tree_update_infinity_moment as tree_update_infinity_moment
+from adaptx._numerics import tree_update_moment as tree_update_moment
+from adaptx._numerics import tree_update_moment_per_elem_norm as tree_update_moment_per_elem_norm
+from adaptx._numerics import tree_zeros_like as tree_zeros_like
+from adaptx._scale import ScaleByScheduleState as ScaleByScheduleState
+from adaptx._scale import scale as scale
+from adaptx._scale import scale_by_learning_rate as scale_by_learning_rate
+from adaptx._scale import scale_by_schedule as scale_by_schedule
+from adaptx._schedules import constant_schedule as constant_schedule
+from adaptx._schedules import cosine_decay_schedule as cosine_decay_schedule
+from adaptx._schedules import exponential_decay as exponential_decay
+from adaptx._schedules import inverse_sqrt_schedule as inverse_sqrt_schedule
+from adaptx._schedules import join_schedules as join_schedules
+from adaptx._schedules import linear_schedule as linear_schedule
+from adaptx._schedules import piecewise_constant_schedule as piecewise_constant_schedule
+from adaptx._schedules import polynomial_schedule as polynomial_schedule
+from adaptx._schedules import warmup_cosine_decay_schedule as warmup_cosine_decay_schedule
+from adaptx._updates import apply_updates as apply_updates
+from adaptx._updates import incremental_update as incremental_update
+
+__version__ = "0.1.0.dev0"

@@ -1,0 +1,169 @@
+"""The core contract: gradient transformations and their states.
+
+A gradient transformation is a pair of pure functions. ``init(params)`` builds
+the optimizer state; ``update(updates, state, params=None, **extra_args)``
+returns ``(new_updates, new_state)``. The names and signatures are optax's, so
+adaptx and optax transforms compose with each other in either direction and
+plug into consumers such as flax's ``TrainState`` unchanged.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
+
+import jax
+import jax.numpy as jnp
+
+Params = Any
+"""A pytree of arrays: the model's parameters."""
+Updates = Any
+"""A pytree of arrays with the structure of the parameters."""
+OptState = Any
+"""A pytree (usually a NamedTuple, or a tuple of them) holding optimizer state."""
+Schedule = Callable[[jax.Array], jax.Array]
+"""A function from the step count (an int32 scalar, 0 on the first update) to a value."""
+ScalarOrSchedule = float | jax.Array | Schedule
+"""A hyper-parameter that is either a number or a schedule."""
+
+
+class TransformInitFn(Protocol):
+    def __call__(self, params: Params) -> OptState: ...
+
+
+class TransformUpdateFn(Protocol):
+    def __call__(
+        self, updates: Updates, state: OptState, params: Params | None = None, **extra_args: Any
+    ) -> tuple[Updates, OptState]: ...
+
+
+class GradientTransformation(NamedTuple):
+    """A pure ``(init, update)`` pair.
+
+    Attributes:
+      init: ``init(params) -> state``.
+      update: ``update(updates, state, params=None, **extra_args) -> (updates, state)``.
+        Extra keyword arguments a transform does not use are accepted and ignored.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import adaptx
+      >>> tx = adaptx.scale(-0.5)
+      >>> params = {"w": jnp.ones(2)}
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update({"w": jnp.ones(2)}, state, params)
+      >>> updates["w"]
+      Array([-0.5, -0.5], dtype=float32)
+    """
+
+    init: TransformInitFn
+    update: TransformUpdateFn
+
+
+class EmptyState(NamedTuple):
+    """The state of a transform that keeps none."""
+
+
+def accepts_extra_args(update: Callable[..., Any]) -> bool:
+    """Whether ``update`` takes arbitrary keyword arguments (``**extra_args``).
+
+    optax's plain ``GradientTransformation`` updates take exactly
+    ``(updates, state, params=None)``; adaptx's and optax's
+    ``GradientTransformationExtraArgs`` take ``**extra_args`` too. Combinators
+    use this to pass extra arguments only where they are accepted.
+    """
+    try:
+        sig = inspect.signature(update)
+    except (TypeError, ValueError):  # builtins, C callables: be conservative
+        return False
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
+
+
+def call_update(
+    tx: GradientTransformation,
+    updates: Updates,
+    state: OptState,
+    params: Params | None,
+    extra_args: dict[str, Any],
+    *,
+    takes_extra: bool | None = None,
+) -> tuple[Updates, OptState]:
+    """Calls ``tx.update``, passing ``extra_args`` only if it accepts them."""
+    if takes_extra is None:
+        takes_extra = accepts_extra_args(tx.update)
+    if takes_extra:
+        return tx.update(updates, state, params, **extra_args)
+    return tx.update(updates, state, params)
+
+
+def identity() -> GradientTransformation:
+    """The transform that returns its updates unchanged.
+
+    Returns:
+      A stateless ``GradientTransformation``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import adaptx
+      >>> tx = adaptx.identity()
+      >>> tx.update(jnp.array([1.0, 2.0]), tx.init(None))[0]
+      Array([1., 2.], dtype=float32)
+    """
+
+    def init_fn(params: Params) -> EmptyState:
+        del params
+        return EmptyState()
+
+    def update_fn(updates, state, params=None, **extra_args):
+        del params, extra_args
+        return updates, state
+
+    return GradientTransformation(init_fn, update_fn)
+
+
+def stateless(
+    f: Callable[[Updates, Params | None], Updates],
+) -> GradientTransformation:
+    """Lifts ``f(updates, params) -> updates`` to a transform that keeps no state.
+
+    Args:
+      f: a pure function of the whole updates tree and the params (which may be
+        ``None`` when the caller does not pass them).
+
+    Returns:
+      A ``GradientTransformation`` whose state is ``EmptyState()``.
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import adaptx
+      >>> double = adaptx.stateless(lambda u, p: jax.tree.map(lambda x: 2 * x, u))
+      >>> double.update({"w": jnp.ones(2)}, double.init(None))[0]["w"]
+      Array([2., 2.], dtype=float32)
+    """
+
+    def init_fn(params: Params) -> EmptyState:
+        del params
+        return EmptyState()
+
+    def update_fn(updates, state, params=None, **extra_args):
+        del extra_args
+        return f(updates, params), state
+
+    return GradientTransformation(init_fn, update_fn)
+
+
+def set_to_zero() -> GradientTransformation:
+    """The transform that replaces every update by zeros of the same shape and dtype.
+
+    Useful inside ``partition`` to freeze a group of parameters.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import adaptx
+      >>> tx = adaptx.set_to_zero()
+      >>> tx.update(jnp.array([1.0, 2.0]), tx.init(None))[0]
+      Array([0., 0.], dtype=float32)
+    """
+    return stateless(lambda updates, params: jax.tree.map(jnp.zeros_like, updates))

@@ -1,0 +1,266 @@
+"""Tree and numeric helpers shared by every transform.
+
+Everything here works leaf by leaf over pytrees, keeps dtypes, and never
+synchronises with the host, so it is safe inside ``jit``, ``pmap`` and
+sharded ``jit``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+INT32_MAX = np.iinfo(np.int32).max
+
+
+def is_concrete_number(x: Any) -> bool:
+    """Whether ``x`` is a Python or NumPy number, or a concrete scalar array.
+
+    Traced values (inside ``jit``) are not concrete; their value cannot be
+    inspected without synchronising, so validation and host-side precomputation
+    skip them.
+    """
+    if isinstance(x, (bool, int, float, np.number)):
+        return True
+    if isinstance(x, (np.ndarray, jax.Array)) and not isinstance(x, jax.core.Tracer):
+        return np.ndim(x) == 0
+    return False
+
+
+def compute_dtype(dtype: Any) -> np.dtype:
+    """The dtype scalar hyper-parameter maths is done in for a given leaf dtype.
+
+    float32, or the leaf's own real dtype when that is wider (float64 under
+    ``jax_enable_x64``). bfloat16 and float16 leaves get float32: 1 - beta**t
+    rounds to 0 or 1 in those formats.
+    """
+    dtype = jnp.dtype(dtype)
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+        dtype = jnp.finfo(dtype).dtype
+    if jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits > 32:
+        return dtype
+    return jnp.dtype(jnp.float32)
+
+
+def tree_zeros_like(tree: Any, dtype: Any = None) -> Any:
+    """Zeros with the structure and shapes of ``tree``.
+
+    Args:
+      tree: a pytree of arrays (or ``jax.ShapeDtypeStruct``s).
+      dtype: optional dtype for every leaf; ``None`` keeps each leaf's dtype.
+
+    Returns:
+      A pytree of zero arrays.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import adaptx
+      >>> adaptx.tree_zeros_like({"a": jnp.ones(2, jnp.bfloat16)})["a"]
+      Array([0, 0], dtype=bfloat16)
+    """
+    return jax.tree.map(lambda x: jnp.zeros(jnp.shape(x), dtype or jnp.result_type(x)), tree)
+
+
+def tree_cast(tree: Any, dtype: Any) -> Any:
+    """Casts every leaf of ``tree`` to ``dtype``; ``None`` returns ``tree`` unchanged."""
+    if dtype is None:
+        return tree
+    return jax.tree.map(lambda x: x.astype(dtype), tree)
+
+
+def _scalar(value: Any, dtype: Any) -> Any:
+    """A hyper-parameter as a scalar for maths on leaves of ``dtype``.
+
+    Python numbers stay Python numbers (weakly typed: they take the leaf's
+    dtype without promotion); arrays are cast to the leaf's dtype.
+    """
+    if isinstance(value, (int, float)):
+        return value
+    return jnp.asarray(value).astype(dtype)
+
+
+def abs_sq(x: jax.Array) -> jax.Array:
+    """``|x|**2`` as a real array (``x * conj(x)`` for complex ``x``)."""
+    if jnp.iscomplexobj(x):
+        return jnp.square(x.real) + jnp.square(x.imag)
+    return jnp.square(x)
+
+
+def tree_update_moment(updates: Any, moments: Any, decay: Any, order: int) -> Any:
+    """Exponential moving average of ``updates**order``, leaf by leaf.
+
+    ``m <- decay * m + (1 - decay) * g**order``. The result takes the moment's
+    dtype; ``g`` is cast to it first. ``decay`` may be a Python float or an array.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import adaptx
+      >>> adaptx.tree_update_moment(jnp.array([2.0]), jnp.array([1.0]), 0.5, 1)
+      Array([1.5], dtype=float32)
+    """
+
+    def f(g, m):
+        g = g.astype(m.dtype)
+        d = _scalar(decay, m.dtype)
+        return d * m + (1 - d) * (g if order == 1 else g**order)
+
+    return jax.tree.map(f, updates, moments)
+
+
+def tree_update_moment_per_elem_norm(updates: Any, moments: Any, decay: Any, order: int) -> Any:
+    """Exponential moving average of ``|updates|**order``, leaf by leaf.
+
+    For complex leaves the modulus is used, so a second moment of a complex
+    gradient is real and non-negative (``|g|**2 = g * conj(g)``); the moment
+    keeps the dtype it was created with.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import adaptx
+      >>> adaptx.tree_update_moment_per_elem_norm(jnp.array([-3.0]), jnp.array([1.0]), 0.5, 2)
+      Array([5.], dtype=float32)
+    """
+
+    def f(g, m):
+        if order == 2:
+            n = abs_sq(g)
+        else:
+            n = jnp.abs(g) ** order
+        n = n.astype(m.dtype)
+        d = _scalar(decay, m.dtype)
+        return d * m + (1 - d) * n
+
+    return jax.tree.map(f, updates, moments)
+
+
+def tree_update_infinity_moment(updates: Any, moments: Any, decay: Any, eps: Any) -> Any:
+    """The infinity-norm moment of AdaMax: ``u <- max(decay * u, |g| + eps)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import adaptx
+      >>> g, u = jnp.array([-3.0, 0.1]), jnp.array([1.0, 1.0])
+      >>> adaptx.tree_update_infinity_moment(g, u, 0.5, 0.0)
+      Array([3. , 0.5], dtype=float32)
+    """
+
+    def f(g, u):
+        a = jnp.abs(g).astype(u.dtype)
+        return jnp.maximum(_scalar(decay, u.dtype) * u, a + _scalar(eps, u.dtype))
+
+    return jax.tree.map(f, updates, moments)
+
+
+def one_minus_pow(decay: Any, count: jax.Array, dtype: Any = jnp.float32) -> jax.Array:
+    """``1 - decay**count`` computed accurately in ``dtype``.
+
+    Computed as ``-expm1(count * log(decay))`` so that it keeps its relative
+    precision when ``decay`` is close to 1 (``decay = 0.99999``, small
+    ``count``), where ``1 - decay**count`` cancels. When ``decay`` is a Python
+    number its logarithm is taken on the host in float64.
+
+    Args:
+      decay: a number in [0, 1), or an array.
+      count: the step count, an integer array (>= 1 for a finite result).
+      dtype: the floating dtype to compute in.
+
+    Returns:
+      A scalar array of ``dtype``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import adaptx
+      >>> from adaptx._numerics import one_minus_pow
+      >>> float(one_minus_pow(0.5, jnp.asarray(3)))
+      0.875
+    """
+    dtype = jnp.dtype(dtype)
+    t = jnp.asarray(count).astype(dtype)
+    if isinstance(decay, (int, float, np.floating)) and not isinstance(decay, bool):
+        decay = float(decay)
+        if decay == 0.0:
+            return jnp.ones((), dtype)
+        log_decay = math.log(decay)
+        return -jnp.expm1(t * jnp.asarray(log_decay, dtype))
+    d = jnp.asarray(decay).astype(dtype)
+    # decay == 0 gives log = -inf and -expm1(-inf) = 1, the right answer for t >= 1.
+    return -jnp.expm1(t * jnp.log(d))
+
+
+def bias_correction(moment: Any, decay: Any, count: jax.Array) -> Any:
+    """Divides each leaf of ``moment`` by ``1 - decay**count``.
+
+    The correction factor is computed in float32 (or the leaf's dtype when it is
+    wider) with ``one_minus_pow``, and only then cast to the moment's dtype: in
+    bfloat16, ``1 - 0.999**t`` would round to 0 or 1.
+
+    Args:
+      moment: a pytree of moments.
+      decay: the moment's decay rate (Python float or array).
+      count: the step count after incrementing (1 on the first update).
+
+    Returns:
+      The bias-corrected moments, same dtypes as ``moment``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import adaptx
+      >>> adaptx.bias_correction(jnp.array([0.1]), 0.9, jnp.asarray(1, jnp.int32))
+      Array([1.], dtype=float32)
+    """
+
+    def f(m):
+        c = one_minus_pow(decay, count, compute_dtype(m.dtype))
+        return m / c.astype(m.dtype)
+
+    return jax.tree.map(f, moment)
+
+
+def _widen(x: jax.Array, real_dtype: Any) -> jax.Array:
+    """Casts ``x`` to ``real_dtype`` (or its complex counterpart for complex ``x``)."""
+    if jnp.iscomplexobj(x):
+        return x.astype(jnp.complex128 if jnp.dtype(real_dtype).itemsize > 4 else jnp.complex64)
+    return x.astype(real_dtype)
+
+
+def global_norm(tree: Any) -> jax.Array:
+    """The l2 norm of all leaves of ``tree`` together.
+
+    Squares are summed in float32, or the widest leaf dtype if wider, so that
+    float16 trees do not overflow and bfloat16 ones do not lose the small leaves.
+    Under sharded ``jit`` the sum is over the whole, global array.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import adaptx
+      >>> adaptx.global_norm({"a": jnp.array([3.0]), "b": jnp.array([4.0])})
+      Array(5., dtype=float32)
+    """
+    leaves = jax.tree.leaves(tree)
+    if not leaves:
+        return jnp.zeros((), jnp.float32)
+    dtype = jnp.dtype(jnp.float32)
+    for x in leaves:
+        dtype = jnp.promote_types(dtype, compute_dtype(jnp.result_type(x)))
+    total = sum(jnp.sum(abs_sq(_widen(x, dtype))) for x in leaves)
+    return jnp.sqrt(total)
+
+
+def safe_increment(count: jax.Array) -> jax.Array:
+    """``count + 1`` for an int32 step counter, saturating at the int32 maximum.
+
+    A counter that wrapped to a negative number would turn bias corrections
+    and schedules into garbage; this one stays at 2**31 - 1 instead.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import adaptx
+      >>> adaptx.safe_increment(jnp.asarray(2**31 - 1, jnp.int32))
+      Array(2147483647, dtype=int32)
+    """
+    count = jnp.asarray(count)
+    return jnp.where(count < INT32_MAX, count + jnp.ones((), count.dtype), count)

@@ -1,0 +1,123 @@
+"""Scaling updates by a constant, a schedule, or a learning rate."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from adaptx._base import EmptyState, GradientTransformation, Params, ScalarOrSchedule, Schedule
+from adaptx._numerics import safe_increment
+from adaptx._validate import check_learning_rate
+
+
+def _mul(x: jax.Array, s: Any) -> jax.Array:
+    if isinstance(s, (int, float)):
+        return s * x
+    return jnp.asarray(s).astype(x.dtype) * x
+
+
+def scale(step_size: float | jax.Array) -> GradientTransformation:
+    """Multiplies every update by ``step_size``.
+
+    Args:
+      step_size: a Python number or a scalar array (possibly traced). A Python
+        number is weakly typed and keeps each leaf's dtype; an array is cast to
+        each leaf's dtype.
+
+    Returns:
+      A stateless ``GradientTransformation``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import adaptx
+      >>> tx = adaptx.scale(-0.1)
+      >>> tx.update(jnp.array([1.0, 2.0]), tx.init(None))[0]
+      Array([-0.1, -0.2], dtype=float32)
+    """
+
+    def init_fn(params: Params) -> EmptyState:
+        del params
+        return EmptyState()
+
+    def update_fn(updates, state, params=None, **extra_args):
+        del params, extra_args
+        return jax.tree.map(lambda g: _mul(g, step_size), updates), state
+
+    return GradientTransformation(init_fn, update_fn)
+
+
+class ScaleByScheduleState(NamedTuple):
+    """State of ``scale_by_schedule``: the number of updates so far (int32)."""
+
+    count: jax.Array
+
+
+def scale_by_schedule(step_size_fn: Schedule) -> GradientTransformation:
+    """Multiplies the updates by ``step_size_fn(count)``.
+
+    ``count`` is 0 on the first update, 1 on the second, and so on; it
+    saturates at the int32 maximum.
+
+    Args:
+      step_size_fn: a schedule, ``count -> scalar``.
+
+    Returns:
+      A ``GradientTransformation`` with state ``ScaleByScheduleState``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import adaptx
+      >>> tx = adaptx.scale_by_schedule(adaptx.inverse_sqrt_schedule(1.0))
+      >>> state = tx.init(jnp.zeros(1))
+      >>> u, state = tx.update(jnp.ones(1), state)  # count 0: 1 / sqrt(1)
+      >>> u, state = tx.update(jnp.ones(1), state)  # count 1: 1 / sqrt(2)
+      >>> u
+      Array([0.70710677], dtype=float32)
+    """
+    if not callable(step_size_fn):
+        raise TypeError(f"step_size_fn must be callable (count -> value), got {step_size_fn!r}")
+
+    def init_fn(params: Params) -> ScaleByScheduleState:
+        del params
+        return ScaleByScheduleState(count=jnp.zeros((), jnp.int32))
+
+    def update_fn(updates, state, params=None, **extra_args):
+        del params, extra_args
+        step = step_size_fn(state.count)
+        updates = jax.tree.map(lambda g: jnp.asarray(step).astype(g.dtype) * g, updates)
+        return updates, ScaleByScheduleState(count=safe_increment(state.count))
+
+    return GradientTransformation(init_fn, update_fn)
+
+
+def scale_by_learning_rate(
+    learning_rate: ScalarOrSchedule, *, flip_sign: bool = True
+) -> GradientTransformation:
+    """Multiplies the updates by the learning rate, negated by default.
+
+    Optimizers produce directions to *add* to the parameters, so a descent
+    step multiplies by ``-learning_rate``.
+
+    Args:
+      learning_rate: a non-negative number, a scalar array, or a schedule
+        ``count -> value`` (count 0 on the first update).
+      flip_sign: multiply by ``-learning_rate`` (the default) rather than ``learning_rate``.
+
+    Returns:
+      A ``GradientTransformation``: stateless for a number, with a step count
+      for a schedule.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import adaptx
+      >>> tx = adaptx.scale_by_learning_rate(0.1)
+      >>> tx.update(jnp.array([1.0]), tx.init(None))[0]
+      Array([-0.1], dtype=float32)
+    """
+    check_learning_rate("learning_rate", learning_rate)
+    sign = -1 if flip_sign else 1
+    if callable(learning_rate):
+        return scale_by_schedule(lambda count: sign * learning_rate(count))
+    return scale(sign * learning_rate)

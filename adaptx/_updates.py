@@ -1,0 +1,73 @@
+"""Applying updates to parameters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from adaptx._base import Params, Updates
+
+
+def apply_updates(params: Params, updates: Updates) -> Params:
+    """Returns ``params + updates``, leaf by leaf, keeping each parameter's dtype.
+
+    The sum is formed in the wider of the two dtypes and rounded once to the
+    parameter's dtype, so float32 updates to bfloat16 parameters are not first
+    rounded to bfloat16. ``None`` updates leave the parameter as it is.
+
+    Args:
+      params: a pytree of arrays.
+      updates: a pytree with the same structure (leaves may be ``None``).
+
+    Returns:
+      The new parameters, each with its original dtype.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import adaptx
+      >>> adaptx.apply_updates({"w": jnp.ones(2)}, {"w": jnp.array([0.5, -1.0])})["w"]
+      Array([1.5, 0. ], dtype=float32)
+    """
+
+    def f(p: Any, u: Any) -> Any:
+        if u is None:
+            return p
+        p = jnp.asarray(p)
+        u = jnp.asarray(u)
+        with jax.numpy_dtype_promotion("standard"):  # explicit here, whatever the user's mode
+            wide = jnp.promote_types(p.dtype, u.dtype)
+        return (p.astype(wide) + u.astype(wide)).astype(p.dtype)
+
+    return jax.tree.map(f, params, updates, is_leaf=lambda x: x is None)
+
+
+def incremental_update(new_tensors: Any, old_tensors: Any, step_size: Any) -> Any:
+    """Polyak averaging: ``step_size * new + (1 - step_size) * old``, leaf by leaf.
+
+    Args:
+      new_tensors: the latest values (e.g. online network parameters).
+      old_tensors: the running average (e.g. target network parameters).
+      step_size: in [0, 1]; 1 copies ``new_tensors``.
+
+    Returns:
+      The updated average, with ``old_tensors``' dtypes.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import adaptx
+      >>> adaptx.incremental_update(jnp.array([1.0]), jnp.array([0.0]), 0.25)
+      Array([0.25], dtype=float32)
+    """
+
+    def f(new: Any, old: Any) -> Any:
+        old = jnp.asarray(old)
+        s = (
+            step_size
+            if isinstance(step_size, (int, float))
+            else jnp.asarray(step_size).astype(old.dtype)
+        )
+        return (s * jnp.asarray(new).astype(old.dtype) + (1 - s) * old).astype(old.dtype)
+
+    return jax.tree.map(f, new_tensors, old_tensors)
