@@ -7,7 +7,6 @@ sharded ``jit``.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import jax
@@ -46,6 +45,15 @@ def compute_dtype(dtype: Any) -> np.dtype:
     return jnp.dtype(jnp.float32)
 
 
+def _wide(dtype: Any) -> np.dtype:
+    """``compute_dtype`` for real dtypes; the matching complex dtype for complex ones."""
+    dtype = jnp.dtype(dtype)
+    real = compute_dtype(dtype)
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+        return jnp.dtype(jnp.complex128 if real.itemsize > 4 else jnp.complex64)
+    return real
+
+
 def tree_zeros_like(tree: Any, dtype: Any = None) -> Any:
     """Zeros with the structure and shapes of ``tree``.
 
@@ -72,17 +80,6 @@ def tree_cast(tree: Any, dtype: Any) -> Any:
     return jax.tree.map(lambda x: x.astype(dtype), tree)
 
 
-def _scalar(value: Any, dtype: Any) -> Any:
-    """A hyper-parameter as a scalar for maths on leaves of ``dtype``.
-
-    Python numbers stay Python numbers (weakly typed: they take the leaf's
-    dtype without promotion); arrays are cast to the leaf's dtype.
-    """
-    if isinstance(value, (int, float)):
-        return value
-    return jnp.asarray(value).astype(dtype)
-
-
 def abs_sq(x: jax.Array) -> jax.Array:
     """``|x|**2`` as a real array (``x * conj(x)`` for complex ``x``)."""
     if jnp.iscomplexobj(x):
@@ -93,8 +90,11 @@ def abs_sq(x: jax.Array) -> jax.Array:
 def tree_update_moment(updates: Any, moments: Any, decay: Any, order: int) -> Any:
     """Exponential moving average of ``updates**order``, leaf by leaf.
 
-    ``m <- decay * m + (1 - decay) * g**order``. The result takes the moment's
-    dtype; ``g`` is cast to it first. ``decay`` may be a Python float or an array.
+    ``m <- decay * m + (1 - decay) * g**order``. The arithmetic is done in
+    ``compute_dtype`` of the moment (float32 for bfloat16/float16 moments, so
+    ``decay = 0.999`` does not round to 1) and the result is cast back to the
+    moment's dtype. ``decay`` may be a Python float or an array; both take the
+    same path (see ``hyperparam``).
 
     Example:
       >>> import jax.numpy as jnp
@@ -104,9 +104,11 @@ def tree_update_moment(updates: Any, moments: Any, decay: Any, order: int) -> An
     """
 
     def f(g, m):
-        g = g.astype(m.dtype)
-        d = _scalar(decay, m.dtype)
-        return d * m + (1 - d) * (g if order == 1 else g**order)
+        cdt = _wide(m.dtype)
+        d = hyperparam(decay, jnp.finfo(cdt).dtype)
+        d = d.astype(cdt)
+        g = g.astype(cdt)
+        return (d * m.astype(cdt) + (1 - d) * (g if order == 1 else g**order)).astype(m.dtype)
 
     return jax.tree.map(f, updates, moments)
 
@@ -126,13 +128,11 @@ def tree_update_moment_per_elem_norm(updates: Any, moments: Any, decay: Any, ord
     """
 
     def f(g, m):
-        if order == 2:
-            n = abs_sq(g)
-        else:
-            n = jnp.abs(g) ** order
-        n = n.astype(m.dtype)
-        d = _scalar(decay, m.dtype)
-        return d * m + (1 - d) * n
+        cdt = compute_dtype(m.dtype)
+        n = abs_sq(g) if order == 2 else jnp.abs(g) ** order
+        n = n.astype(cdt)
+        d = hyperparam(decay, cdt)
+        return (d * m.astype(cdt) + (1 - d) * n).astype(m.dtype)
 
     return jax.tree.map(f, updates, moments)
 
@@ -149,19 +149,53 @@ def tree_update_infinity_moment(updates: Any, moments: Any, decay: Any, eps: Any
     """
 
     def f(g, u):
-        a = jnp.abs(g).astype(u.dtype)
-        return jnp.maximum(_scalar(decay, u.dtype) * u, a + _scalar(eps, u.dtype))
+        cdt = compute_dtype(u.dtype)
+        a = jnp.abs(g).astype(cdt)
+        d, e = hyperparam(decay, cdt), hyperparam(eps, cdt)
+        return jnp.maximum(d * u.astype(cdt), a + e).astype(u.dtype)
 
     return jax.tree.map(f, updates, moments)
+
+
+def hyperparam(value: Any, dtype: Any = jnp.float32) -> jax.Array:
+    """A numeric hyper-parameter as a scalar array of ``dtype``, for per-step maths.
+
+    Every transform converts its hyper-parameters with this *once*, then derives
+    everything else (``1 - b1``, bias corrections) from the array with jnp
+    operations in ``dtype``. A Python float and the same value given as a
+    float32 array (a run-time hyper-parameter, possibly traced) therefore go
+    through exactly the same arithmetic and give bit-identical results. Derived
+    quantities are never precomputed in Python float64, which would make the
+    two paths differ.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from adaptx._numerics import hyperparam
+      >>> hyperparam(0.9)
+      Array(0.9, dtype=float32)
+    """
+    return jnp.asarray(value).astype(dtype)
+
+
+def log_decay(decay: jax.Array) -> jax.Array:
+    """``log(decay)`` accurate for a decay close to 1.
+
+    For ``decay >= 0.5`` the difference ``decay - 1`` is exact in floating
+    point (Sterbenz), and ``log1p`` of it keeps full relative precision where
+    ``log(decay)`` would cancel. ``decay = 0`` gives ``-inf``.
+    """
+    return jnp.where(decay >= 0.5, jnp.log1p(decay - 1), jnp.log(decay))
 
 
 def one_minus_pow(decay: Any, count: jax.Array, dtype: Any = jnp.float32) -> jax.Array:
     """``1 - decay**count`` computed accurately in ``dtype``.
 
-    Computed as ``-expm1(count * log(decay))`` so that it keeps its relative
-    precision when ``decay`` is close to 1 (``decay = 0.99999``, small
-    ``count``), where ``1 - decay**count`` cancels. When ``decay`` is a Python
-    number its logarithm is taken on the host in float64.
+    Computed as ``-expm1(count * log(decay))`` with ``log_decay``, so it keeps
+    its relative precision when ``decay`` is close to 1 (``decay = 0.99999``,
+    small ``count``), where ``1 - decay**count`` cancels. ``decay`` is first
+    rounded to ``dtype`` by ``hyperparam`` and the result is exact for that
+    rounded value, consistently with the moment updates that use the same
+    rounded decay.
 
     Args:
       decay: a number in [0, 1), or an array.
@@ -173,22 +207,14 @@ def one_minus_pow(decay: Any, count: jax.Array, dtype: Any = jnp.float32) -> jax
 
     Example:
       >>> import jax.numpy as jnp
-      >>> import adaptx
       >>> from adaptx._numerics import one_minus_pow
       >>> float(one_minus_pow(0.5, jnp.asarray(3)))
       0.875
     """
-    dtype = jnp.dtype(dtype)
+    d = hyperparam(decay, dtype)
     t = jnp.asarray(count).astype(dtype)
-    if isinstance(decay, (int, float, np.floating)) and not isinstance(decay, bool):
-        decay = float(decay)
-        if decay == 0.0:
-            return jnp.ones((), dtype)
-        log_decay = math.log(decay)
-        return -jnp.expm1(t * jnp.asarray(log_decay, dtype))
-    d = jnp.asarray(decay).astype(dtype)
     # decay == 0 gives log = -inf and -expm1(-inf) = 1, the right answer for t >= 1.
-    return -jnp.expm1(t * jnp.log(d))
+    return -jnp.expm1(t * log_decay(d))
 
 
 def bias_correction(moment: Any, decay: Any, count: jax.Array) -> Any:
