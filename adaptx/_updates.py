@@ -7,6 +7,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from adaptx import _native
 from adaptx._base import Params, Updates
 
 
@@ -16,6 +17,10 @@ def apply_updates(params: Params, updates: Updates) -> Params:
     The sum is formed in the wider of the two dtypes and rounded once to the
     parameter's dtype, so float32 updates to bfloat16 parameters are not first
     rounded to bfloat16. ``None`` updates leave the parameter as it is.
+
+    Updates that a fused optimizer (``adam``, ``adamw``, ``sgd`` with
+    momentum on CPU) has just returned are recognised, and the sum is then
+    one in-place native pass over the parameters, with the same numbers.
 
     Args:
       params: a pytree of arrays.
@@ -30,6 +35,10 @@ def apply_updates(params: Params, updates: Updates) -> Params:
       >>> adaptx.apply_updates({"w": jnp.ones(2)}, {"w": jnp.array([0.5, -1.0])})["w"]
       Array([1.5, 0. ], dtype=float32)
     """
+
+    fused = _native.fused_apply(params, updates)
+    if fused is not None:
+        return fused
 
     def f(p: Any, u: Any) -> Any:
         if u is None:

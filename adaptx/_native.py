@@ -1,0 +1,315 @@
+"""adaptx's native CPU kernels: loading, XLA FFI registration and thin wrappers.
+
+The kernels (``csrc/kernels.c``) are plain C against XLA's FFI C API. They are
+built when the package is installed (``setup.py``), or, when that build is
+missing (a source checkout on ``PYTHONPATH``), compiled once on first use
+with the system C compiler into a per-user cache. Without a C compiler, with
+``ADAPTX_NATIVE=0`` in the environment, or on a non-CPU backend, nothing here
+is used and adaptx runs its pure-JAX code, which gives the same numbers.
+
+This module also keeps the table that lets ``apply_updates`` recognise
+updates that a fused optimizer has just produced, so that ``params +
+updates`` becomes one in-place pass over the parameters (see
+``fused_apply``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import glob
+import hashlib
+import importlib.machinery
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_SOURCES = ("kernels.c", "xla_ffi_c_api.h")
+# Exact IEEE arithmetic: no contraction the source does not spell out, no
+# errno on sqrt (so it vectorises), and only the kernels' entry points exported.
+CFLAGS = ("-O3", "-fPIC", "-ffp-contract=off", "-fno-math-errno", "-fvisibility=hidden")
+TARGETS = (
+    "adaptx_adam_moments",
+    "adaptx_adam_out",
+    "adaptx_momentum_buffer",
+    "adaptx_momentum_out",
+)
+
+# Kernel flags (must match csrc/kernels.c).
+F_APPLY = 1
+F_EXACT_JIT = 2
+F_DECAY = 4
+F_NESTEROV = 8
+
+_lock = threading.Lock()
+_state: dict[str, Any] = {"tried": False, "lib": None, "error": None}
+
+
+def _source_digest() -> str:
+    h = hashlib.sha256()
+    for name in _SOURCES:
+        with open(os.path.join(_HERE, "csrc", name), "rb") as f:
+            h.update(f.read())
+    h.update(" ".join(CFLAGS).encode())
+    h.update(sys.platform.encode())
+    return h.hexdigest()[:16]
+
+
+def _installed_library() -> str | None:
+    """The library ``setup.py`` built next to this file, if any."""
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        path = os.path.join(_HERE, "_kernels" + suffix)
+        if os.path.exists(path):
+            return path
+    return None
+
+
+def _cache_dir() -> str:
+    base = os.environ.get("ADAPTX_CACHE_DIR")
+    if base:
+        return base
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(xdg, "adaptx")
+
+
+def _compiler() -> str | None:
+    for cc in (os.environ.get("CC"), sysconfig.get_config_var("CC"), "cc", "gcc", "clang"):
+        if cc:
+            exe = shutil.which(cc.split()[0])
+            if exe:
+                return exe
+    return None
+
+
+def build(dest: str) -> str:
+    """Compiles the kernels into the shared library ``dest`` with the system C compiler.
+
+    Args:
+      dest: path of the library to write (written atomically).
+
+    Returns:
+      ``dest``.
+
+    Raises:
+      RuntimeError: no C compiler, or the compilation failed.
+    """
+    cc = _compiler()
+    if cc is None:
+        raise RuntimeError("no C compiler found (set CC, or install gcc or clang)")
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=os.path.dirname(dest))
+    os.close(fd)
+    cmd = [cc, *CFLAGS, "-shared", "-o", tmp, os.path.join(_HERE, "csrc", "kernels.c"), "-lm"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr}")
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return dest
+
+
+def _find_or_build() -> str:
+    path = _installed_library()
+    if path is not None:
+        return path
+    path = os.path.join(_cache_dir(), f"adaptx_kernels_{_source_digest()}.so")
+    if os.path.exists(path):
+        return path
+    for stale in glob.glob(os.path.join(_cache_dir(), "adaptx_kernels_*.so")):
+        try:
+            os.remove(stale)
+        except OSError:
+            pass
+    return build(path)
+
+
+def load() -> ctypes.CDLL | None:
+    """Loads (building if needed) and registers the kernels; ``None`` if unavailable.
+
+    The reason a load failed is kept in ``load_error()``.
+    """
+    with _lock:
+        if _state["tried"]:
+            return _state["lib"]
+        _state["tried"] = True
+        if os.environ.get("ADAPTX_NATIVE", "1").strip().lower() in ("0", "false", "no", "off"):
+            _state["error"] = "disabled by ADAPTX_NATIVE"
+            return None
+        try:
+            lib = ctypes.CDLL(_find_or_build())
+            for name in TARGETS:
+                jax.ffi.register_ffi_target(
+                    name, jax.ffi.pycapsule(getattr(lib, name)), platform="cpu"
+                )
+        except Exception as e:  # no compiler, a failed build, an FFI mismatch
+            _state["error"] = f"{type(e).__name__}: {e}"
+            return None
+        _state["lib"] = lib
+        return lib
+
+
+def load_error() -> str | None:
+    """Why the native kernels are not available (``None`` if they are or were not tried)."""
+    return _state["error"]
+
+
+def available() -> bool:
+    """Whether the native CPU kernels can be used in this process."""
+    return load() is not None
+
+
+# --- calls ------------------------------------------------------------------------
+
+
+def _sds(x: Any) -> jax.ShapeDtypeStruct:
+    return jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x))
+
+
+def _call(name: str, results: Sequence[Any], operands: Sequence[Any], aliases: dict[int, int],
+          flags: int) -> list[jax.Array]:
+    call = jax.ffi.ffi_call(
+        name,
+        [_sds(r) for r in results],
+        input_output_aliases=aliases,
+        vmap_method="sequential",
+    )
+    return list(call(*operands, flags=np.int32(flags)))
+
+
+def adam_moments(scalars: jax.Array, mu: jax.Array, nu: jax.Array, grads: Sequence[Any],
+                 *, exact_jit: bool) -> tuple[jax.Array, jax.Array]:
+    """``(mu, nu)`` updated in place from the gradient leaves (scalars: b1, 1-b1, b2, 1-b2)."""
+    flags = F_EXACT_JIT if exact_jit else 0
+    mu, nu = _call("adaptx_adam_moments", (mu, nu), (scalars, mu, nu, *grads), {1: 0, 2: 1}, flags)
+    return mu, nu
+
+
+def adam_out(scalars: jax.Array, mu: jax.Array, nu: jax.Array, like: Sequence[Any],
+             params: Sequence[Any] | None, *, apply: bool, decay: bool,
+             exact_jit: bool) -> list[jax.Array]:
+    """Per-leaf Adam updates (``like`` gives the shapes), or ``params + updates`` in place."""
+    flags = (F_EXACT_JIT if exact_jit else 0) | (F_APPLY if apply else 0) | (F_DECAY if decay else 0)
+    operands: list[Any] = [scalars, mu, nu]
+    aliases: dict[int, int] = {}
+    if apply or decay:
+        assert params is not None
+        operands += list(params)
+        if apply:
+            aliases = {3 + i: i for i in range(len(params))}
+    return _call("adaptx_adam_out", list(like), operands, aliases, flags)
+
+
+def momentum_buffer(scalars: jax.Array, trace: jax.Array, grads: Sequence[Any],
+                    *, exact_jit: bool) -> jax.Array:
+    """The heavy-ball buffer ``mu * b + g`` in place (scalars: mu)."""
+    flags = F_EXACT_JIT if exact_jit else 0
+    return _call("adaptx_momentum_buffer", (trace,), (scalars, trace, *grads), {1: 0}, flags)[0]
+
+
+def momentum_out(scalars: jax.Array, trace: jax.Array, like: Sequence[Any],
+                 grads: Sequence[Any] | None, params: Sequence[Any] | None, *, apply: bool,
+                 nesterov: bool, exact_jit: bool) -> list[jax.Array]:
+    """Per-leaf momentum updates, or ``params + updates`` in place (scalars: mu, lr)."""
+    flags = (F_EXACT_JIT if exact_jit else 0) | (F_APPLY if apply else 0)
+    flags |= F_NESTEROV if nesterov else 0
+    operands: list[Any] = [scalars, trace]
+    if nesterov:
+        assert grads is not None
+        operands += list(grads)
+    aliases: dict[int, int] = {}
+    if apply:
+        assert params is not None
+        first = len(operands)
+        operands += list(params)
+        aliases = {first + i: i for i in range(len(params))}
+    return _call("adaptx_momentum_out", list(like), operands, aliases, flags)
+
+
+# --- recognising fused updates in apply_updates --------------------------------------
+
+
+@dataclasses.dataclass(eq=False)
+class PendingUpdates:
+    """How to recompute a fused optimizer's updates inside ``params + updates``.
+
+    ``apply(params)`` returns the new parameter leaves, computed by one
+    in-place kernel pass with the same arithmetic as ``params + updates``.
+    ``params`` is the parameter leaves the updates were computed from when
+    they depend on them (weight decay), else ``None``.
+    """
+
+    apply: Any
+    n_leaves: int
+    params: tuple | None = None
+
+
+_pending: dict[int, tuple[weakref.ref, PendingUpdates, int]] = {}
+
+
+def _forget(key: int) -> None:
+    _pending.pop(key, None)
+
+
+def remember(updates: Sequence[Any], pending: PendingUpdates) -> None:
+    """Records that the leaves ``updates`` were produced by ``pending``."""
+    for i, u in enumerate(updates):
+        key = id(u)
+        try:
+            ref = weakref.ref(u, lambda _, key=key: _forget(key))
+        except TypeError:  # not weak-referenceable: simply not recognised later
+            return
+        _pending[key] = (ref, pending, i)
+
+
+def recognise(updates: Sequence[Any]) -> PendingUpdates | None:
+    """The record that produced exactly these leaves, in this order, or ``None``."""
+    record = None
+    for i, u in enumerate(updates):
+        entry = _pending.get(id(u))
+        if entry is None or entry[0]() is not u or entry[2] != i:
+            return None
+        if record is None:
+            record = entry[1]
+        elif entry[1] is not record:
+            return None
+    if record is None or record.n_leaves != len(updates):
+        return None
+    return record
+
+
+def fused_apply(params: Any, updates: Any) -> Any | None:
+    """``params + updates`` as one kernel pass, if ``updates`` came from a fused update.
+
+    Returns ``None`` (the caller then adds leaf by leaf) unless every update
+    leaf is exactly one returned by a fused optimizer's ``update``, the params
+    have the same tree structure, and every param is float32 with its
+    update's shape (and, for weight decay, is the very leaf the update used).
+    """
+    u_leaves, treedef = jax.tree.flatten(updates)
+    record = recognise(u_leaves)
+    if record is None:
+        return None
+    p_leaves, p_treedef = jax.tree.flatten(params)
+    if p_treedef != treedef:
+        return None
+    for p, u in zip(p_leaves, u_leaves):
+        if jnp.result_type(p) != jnp.float32 or jnp.shape(p) != jnp.shape(u):
+            return None
+    if record.params is not None and any(a is not b for a, b in zip(p_leaves, record.params)):
+        return None
+    return jax.tree.unflatten(treedef, record.apply(p_leaves))
