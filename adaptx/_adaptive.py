@@ -90,11 +90,13 @@ def scale_by_rss(
         out = g_t / (sqrt(G_t) + delta)          (default, Duchi et al. and torch)
         out = g_t / sqrt(G_t + delta)            (eps_in_sqrt=True, optax's form)
 
-    Defaults ``G_0 = 0`` and ``delta = 1e-10`` outside the root follow the
-    paper's diagonal update ``(delta I + diag(G_t)^{1/2})^{-1}`` (Duchi et
-    al., Section 1.1, Figure 1) with torch's ``delta``. A coordinate whose
+    Defaults ``G_0 = 0`` and ``delta`` outside the root follow the paper's
+    diagonal algorithm (Figure 1: ``H_t = delta I + diag(G_t)^{1/2}``), with
+    torch's ``delta = 1e-10``. A coordinate whose
     gradients have all been 0 gets update 0, also with ``eps = 0`` (no 0/0).
-    ``G`` is real for complex parameters (see the module docstring). The sum
+    For complex parameters ``G`` sums ``|g|**2`` (real) and the update keeps
+    ``g``'s phase, as in optax; torch normalises the real and imaginary parts
+    separately, so it differs there. The sum
     is kept in the parameters' dtype; for bfloat16 parameters it stops growing
     once ``|g|**2`` falls below its rounding, as in optax.
 
@@ -298,7 +300,9 @@ def scale_by_rms(
     eps_in_sqrt=True``). TensorFlow 1 used ``initial_scale = 1``.
     ``bias_correction`` divides by ``1 - rho**t`` as Adam does (then
     ``eps_in_sqrt=False`` gives Adam with ``b1 = 0``). Arithmetic is in float32
-    or wider; ``v`` is real for complex parameters (see the module docstring).
+    or wider. For complex parameters ``v`` averages ``|g|**2`` (real) and the
+    update keeps ``g``'s phase, as in optax; torch normalises the real and
+    imaginary parts separately, so it differs there.
     A coordinate whose gradients have all been 0 gets update 0 even with
     ``eps = 0``.
 
@@ -378,12 +382,14 @@ def scale_by_stddev(
         out = g_t / sqrt(s_t + eps)       (eps_in_sqrt=True, the default)
         out = g_t / (sqrt(s_t) + eps)     (eps_in_sqrt=False, torch's form)
 
-    The centred form is Graves (2013), Section 4, eq. 38-41. ``v - |m|**2`` is
-    never negative in exact arithmetic (Cauchy-Schwarz, for ``v_0 >= 0``);
-    the clamp at 0 only removes rounding below 0, which gives NaN in optax and
-    torch when ``eps`` sits outside the root; with ``eps = 0`` a variance
+    The centred form is the one of Graves (2013), Section 4 (with ``eps``
+    under the root there). ``v - |m|**2`` is never negative in exact
+    arithmetic (Cauchy-Schwarz, for ``v_0 >= 0``); the clamp at 0 only
+    removes rounding below 0, where optax and torch take the root of a
+    negative number and return NaN; with ``eps = 0`` a variance
     estimate of 0 gives update 0. Defaults as ``scale_by_rms`` (optax 0.2.8's);
-    ``m`` is complex for complex parameters, ``v`` real.
+    for complex parameters ``m`` is complex and ``v`` averages ``|g|**2``
+    (real), as in optax (torch treats real and imaginary parts separately).
 
     With ``bias_correction`` the variance estimate is exactly 0 at step 1 (one
     sample), so the first update is ``g / sqrt(eps)`` (``1e4 g`` with the
@@ -480,9 +486,10 @@ def rmsprop(
     learning rate the two are the same; under a schedule they differ (a
     learning-rate drop takes effect at once in torch's form, gradually in
     optax's). The default is optax's (``lr_before_momentum=True``): the
-    lecture leaves the choice open, and the house rule is then to follow
-    optax, so optax users get the same numbers. ``lr_before_momentum=False``
-    gives torch's form.
+    lecture leaves the choice open, Graves (2013, Section 4), where RMSProp
+    with momentum is first written down, puts the learning rate inside the
+    buffer, and following optax gives optax users the same numbers.
+    ``lr_before_momentum=False`` gives torch's form.
 
     Defaults follow optax 0.2.8 (``decay=0.9``, ``eps=1e-8`` inside the root,
     ``initial_scale=0``); torch's RMSprop is ``rmsprop(lr, 0.99, 1e-8,
@@ -567,7 +574,8 @@ def scale_by_adadelta(
     torch; ``adadelta`` chains the learning rate after. Defaults are the
     paper's (``rho = 0.9`` and ``eps = 1e-6`` from its MNIST experiments,
     Section 4). ``eps > 0`` is required: with ``eps = 0`` the step is 0
-    forever. The averages are real for complex parameters.
+    forever. For complex parameters both averages are of ``|.|**2`` (real),
+    as in optax; torch treats real and imaginary parts separately.
 
     Hyper-parameters are validated when concrete (``0 <= rho < 1``, ``eps >
     0``); traced values are not checked.

@@ -35,6 +35,18 @@ def _accumulator_dtype(dtype: Any) -> Any:
     return jax.dtypes.canonicalize_dtype(dtype)
 
 
+def _zeros_accumulator(params: Params, dtype: Any) -> Updates:
+    """Zero buffers like ``params``, in ``dtype`` if given (complex params need a complex one)."""
+    if dtype is not None and not jnp.issubdtype(dtype, jnp.complexfloating):
+        for p in jax.tree.leaves(params):
+            if jnp.iscomplexobj(p):
+                raise ValueError(
+                    f"accumulator_dtype={dtype} is real but a parameter is {jnp.result_type(p)}; "
+                    "pass a complex accumulator_dtype (e.g. complex64) or None"
+                )
+    return tree_zeros_like(params, dtype)
+
+
 def check_nesterov(momentum: Any, nesterov: bool) -> None:
     """Nesterov momentum needs a momentum: ``nesterov=True`` with none is an error.
 
@@ -139,7 +151,7 @@ def trace(
     accumulator_dtype = _accumulator_dtype(accumulator_dtype)
 
     def init_fn(params: Params) -> TraceState:
-        return TraceState(trace=tree_zeros_like(params, accumulator_dtype))
+        return TraceState(trace=_zeros_accumulator(params, accumulator_dtype))
 
     def mu_for(x: jax.Array) -> jax.Array:
         return hyperparam(decay, jnp.finfo(x.dtype).dtype).astype(x.dtype)
@@ -232,7 +244,7 @@ def ema(
 
     def init_fn(params: Params) -> EmaState:
         return EmaState(
-            count=jnp.zeros((), jnp.int32), ema=tree_zeros_like(params, accumulator_dtype)
+            count=jnp.zeros((), jnp.int32), ema=_zeros_accumulator(params, accumulator_dtype)
         )
 
     def update_fn(updates, state, params=None, **extra_args):

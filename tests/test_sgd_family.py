@@ -631,6 +631,13 @@ def test_sgd_accumulator_dtype_keeps_a_float32_buffer_for_bfloat16_params():
     np.testing.assert_allclose(state[0].trace, 2.71 * float(small[0]), rtol=1e-6)
 
 
+@pytest.mark.parametrize("make", [adaptx.trace, adaptx.ema], ids=["trace", "ema"])
+def test_real_accumulator_for_complex_params_is_an_error(make):
+    tx = make(0.9, accumulator_dtype=jnp.float32)
+    with pytest.raises(ValueError, match="accumulator_dtype=float32 is real"):
+        tx.init({"z": jnp.zeros(2, jnp.complex64)})
+
+
 @pytest.mark.parametrize(
     "make",
     [
