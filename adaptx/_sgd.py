@@ -114,6 +114,9 @@ def trace(
     ``torch.optim.SGD(weight_decay=wd)``     ``add_decayed_weights(wd)`` chained first
     =======================================  =================================================
 
+    With ``accumulator_dtype`` the buffer is the same as optax's; adaptx
+    returns the updates in the gradient's dtype, optax in the buffer's.
+
     A torch learning-rate scheduler maps to an adaptx schedule giving the
     same value at ``count = t - 1`` on step ``t``.
 

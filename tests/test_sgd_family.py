@@ -629,6 +629,13 @@ def test_sgd_accumulator_dtype_keeps_a_float32_buffer_for_bfloat16_params():
     assert u.dtype == jnp.bfloat16
     # b_3 = (1 + 0.9 + 0.81) * g, kept in float32, not rounded to bfloat16 each step.
     np.testing.assert_allclose(state[0].trace, 2.71 * float(small[0]), rtol=1e-6)
+    # The same buffer as optax's (whose updates come out in the buffer's dtype).
+    with jax.numpy_dtype_promotion("standard"):
+        o = optax.trace(0.9, accumulator_dtype=jnp.float32)
+        o_state = o.init(params)
+        for _ in range(3):
+            _, o_state = o.update(small, o_state, params)
+    np.testing.assert_array_equal(state[0].trace, o_state.trace)
 
 
 @pytest.mark.parametrize("make", [adaptx.trace, adaptx.ema], ids=["trace", "ema"])
