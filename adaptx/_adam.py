@@ -28,6 +28,7 @@ Concrete values are validated at construction; traced values are not.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -125,6 +126,28 @@ class ScaleByAdamState(NamedTuple):
     count: jax.Array
     mu: Any
     nu: Any
+
+
+def init_adam_state(mu_dtype: Any, nu_dtype: Any) -> Callable[[Params], ScaleByAdamState]:
+    """The ``init`` of a transform whose state is ``ScaleByAdamState``."""
+
+    def init_fn(params: Params) -> ScaleByAdamState:
+        return ScaleByAdamState(
+            count=jnp.zeros((), jnp.int32),
+            mu=init_first_moment(params, mu_dtype),
+            nu=init_second_moment(params, nu_dtype),
+        )
+
+    return init_fn
+
+
+def update_moments(updates: Any, state: Any, b1: Any, b2: Any) -> tuple[jax.Array, Any, Any]:
+    """The incremented count and Adam's two moving averages, from ``state.count/mu/nu``."""
+    return (
+        safe_increment(state.count),
+        tree_update_moment(updates, state.mu, b1, 1),
+        tree_update_moment_per_elem_norm(updates, state.nu, b2, 2),
+    )
 
 
 def _first_moment_decay(b1: Any, b1_decay: Any, count: jax.Array, dtype: Any) -> jax.Array:
@@ -239,19 +262,13 @@ def scale_by_adam(
     if b1_decay is not None:
         check_range("b1_decay", b1_decay, 0.0, 1.0, low_open=True)
 
-    def init_fn(params: Params) -> ScaleByAdamState:
-        return ScaleByAdamState(
-            count=jnp.zeros((), jnp.int32),
-            mu=init_first_moment(params, mu_dtype),
-            nu=init_second_moment(params, nu_dtype),
-        )
-
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
-        count = safe_increment(state.count)
         if b1_decay is None:
-            mu = tree_update_moment(updates, state.mu, b1, 1)
+            count, mu, nu = update_moments(updates, state, b1, b2)
         else:
+            count = safe_increment(state.count)
+            nu = tree_update_moment_per_elem_norm(updates, state.nu, b2, 2)
             mu = jax.tree.map(
                 lambda g, m: tree_update_moment(
                     g, m, _first_moment_decay(b1, b1_decay, count, compute_dtype(m.dtype)), 1
@@ -259,7 +276,6 @@ def scale_by_adam(
                 updates,
                 state.mu,
             )
-        nu = tree_update_moment_per_elem_norm(updates, state.nu, b2, 2)
 
         @functools.cache
         def scalars(cdt):
@@ -280,7 +296,7 @@ def scale_by_adam(
         out = jax.tree.map(direction, updates, mu, nu)
         return out, ScaleByAdamState(count=count, mu=mu, nu=nu)
 
-    return GradientTransformation(init_fn, update_fn)
+    return GradientTransformation(init_adam_state(mu_dtype, nu_dtype), update_fn)
 
 
 # --- AdaMax -------------------------------------------------------------------
@@ -354,13 +370,6 @@ def scale_by_adamax(
     """
     check_moment_hyperparams(b1, b2, eps)
 
-    def init_fn(params: Params) -> ScaleByAdamState:
-        return ScaleByAdamState(
-            count=jnp.zeros((), jnp.int32),
-            mu=init_first_moment(params, mu_dtype),
-            nu=init_second_moment(params, nu_dtype),
-        )
-
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
         count = safe_increment(state.count)
@@ -375,4 +384,4 @@ def scale_by_adamax(
         out = jax.tree.map(direction, updates, mu, nu)
         return out, ScaleByAdamState(count=count, mu=mu, nu=nu)
 
-    return GradientTransformation(init_fn, update_fn)
+    return GradientTransformation(init_adam_state(mu_dtype, nu_dtype), update_fn)

@@ -20,6 +20,7 @@ from adaptx._adam import (
     init_second_moment,
     leaf_compute_dtype,
     times,
+    update_moments,
     widen,
 )
 from adaptx._base import GradientTransformation, Params
@@ -28,8 +29,6 @@ from adaptx._numerics import (
     hyperparam,
     one_minus_pow,
     safe_increment,
-    tree_update_moment,
-    tree_update_moment_per_elem_norm,
 )
 from adaptx._validate import check_nonnegative
 
@@ -154,9 +153,7 @@ def scale_by_amsgrad(
 
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
-        count = safe_increment(state.count)
-        mu = tree_update_moment(updates, state.mu, b1, 1)
-        nu = tree_update_moment_per_elem_norm(updates, state.nu, b2, 2)
+        count, mu, nu = update_moments(updates, state, b1, b2)
 
         @functools.cache
         def scalars(cdt):
@@ -316,7 +313,7 @@ def scale_by_nadam(
 
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
-        count = safe_increment(state.count)
+        count, mu, nu = update_moments(updates, state, b1, b2)
         pdt = state.mu_product.dtype
         t = count.astype(pdt)
         if momentum_decay is None:
@@ -325,8 +322,6 @@ def scale_by_nadam(
             mu_t = _dozat_momentum(b1, momentum_decay, t, pdt)
             mu_next = _dozat_momentum(b1, momentum_decay, t + 1, pdt)
         product = state.mu_product * mu_t
-        mu = tree_update_moment(updates, state.mu, b1, 1)
-        nu = tree_update_moment_per_elem_norm(updates, state.nu, b2, 2)
 
         @functools.cache
         def scalars(cdt):

@@ -16,20 +16,18 @@ from adaptx._adam import (
     ScaleByAdamState,
     check_moment_hyperparams,
     divide,
-    init_first_moment,
-    init_second_moment,
+    init_adam_state,
     leaf_compute_dtype,
     times,
+    update_moments,
     widen,
 )
-from adaptx._base import GradientTransformation, Params
+from adaptx._base import GradientTransformation
 from adaptx._numerics import (
     hyperparam,
     log_decay,
     one_minus_pow,
     safe_increment,
-    tree_update_moment,
-    tree_update_moment_per_elem_norm,
 )
 from adaptx._validate import check_range
 
@@ -67,7 +65,21 @@ def radam_rho(b2: Any, count: jax.Array, dtype: Any = jnp.float32) -> jax.Array:
     ``D`` is evaluated by its Bernoulli series, which has no cancellation.
     For ``t a > 0.5`` the direct form ``2/(1-b2) - 1 - 2t/expm1(t a)`` loses
     at most a few bits. ``b2`` is rounded to ``dtype`` once (``hyperparam``)
-    and the result is accurate for that value.
+    and the result is accurate for that value (a few ulps).
+
+    Args:
+      b2: the second-moment decay, in [0, 1); a number or a scalar array.
+      count: the step count ``t >= 1`` (an integer array).
+      dtype: the floating dtype to compute in.
+
+    Returns:
+      A scalar array of ``dtype``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import adaptx
+      >>> [round(float(adaptx.radam_rho(0.99999, jnp.asarray(t))), 5) for t in (5, 6)]
+      [4.99996, 5.99994]
     """
     d = hyperparam(b2, dtype)
     t = jnp.asarray(count).astype(dtype)
@@ -173,18 +185,9 @@ def scale_by_radam(
     check_moment_hyperparams(b1, b2, eps, eps_root)
     check_range("threshold", threshold, 4.0, None)
 
-    def init_fn(params: Params) -> ScaleByAdamState:
-        return ScaleByAdamState(
-            count=jnp.zeros((), jnp.int32),
-            mu=init_first_moment(params, mu_dtype),
-            nu=init_second_moment(params, nu_dtype),
-        )
-
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
-        count = safe_increment(state.count)
-        mu = tree_update_moment(updates, state.mu, b1, 1)
-        nu = tree_update_moment_per_elem_norm(updates, state.nu, b2, 2)
+        count, mu, nu = update_moments(updates, state, b1, b2)
 
         @functools.cache
         def scalars(cdt):
@@ -215,4 +218,4 @@ def scale_by_radam(
         out = jax.tree.map(direction, updates, mu, nu)
         return out, ScaleByAdamState(count=count, mu=mu, nu=nu)
 
-    return GradientTransformation(init_fn, update_fn)
+    return GradientTransformation(init_adam_state(mu_dtype, nu_dtype), update_fn)

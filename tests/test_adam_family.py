@@ -29,6 +29,7 @@ import numpy as np
 import optax
 import pytest
 import references_adam as R
+from adam_runs import rel_diff, run
 
 import adaptx
 
@@ -37,42 +38,6 @@ F64_TOL = 1e-12
 G = R.gradient_sequence()
 G_NONZERO = G[:, 1:]  # for the paper's AdaMax (eps = 0): no coordinate starts at zero
 TORCH = json.loads((Path(__file__).parent / "data" / "torch_adam_family.json").read_text())
-
-
-def rel_diff(got, want) -> float:
-    """The module docstring's relative difference of two ``(T, n)`` runs."""
-    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-    assert got.shape == want.shape, (got.shape, want.shape)
-    num = np.max(np.abs(got - want), axis=1)
-    den = np.max(np.abs(want), axis=1)
-    return float(np.max(np.where(den > 0, num / np.where(den > 0, den, 1.0), num)))
-
-
-def _flat(tree) -> np.ndarray:
-    return np.concatenate([np.ravel(np.asarray(x, np.float64)) for x in jax.tree.leaves(tree)])
-
-
-def run(tx, grads, params0, dtype, *, standard=False):
-    """Runs ``tx`` eagerly over a gradient sequence; params follow ``apply_updates``.
-
-    ``grads`` is a ``(T, ...)`` array or a tree of them, ``params0`` a matching
-    tree. Returns the ``(T, n)`` updates, flattened, as float64. ``standard``
-    wraps the run in standard dtype promotion (for optax, which is not
-    strict-clean).
-    """
-    cast = functools.partial(jax.tree.map, lambda x: jnp.asarray(x, dtype))
-    params = cast(params0)
-    apply = optax.apply_updates if standard else adaptx.apply_updates
-    out = []
-    with jax.numpy_dtype_promotion("standard" if standard else "strict"):
-        state = tx.init(params)
-        for t in range(len(jax.tree.leaves(grads)[0])):
-            g = cast(jax.tree.map(lambda x: x[t], grads))
-            updates, state = tx.update(g, state, params)
-            assert jax.tree.map(jnp.result_type, updates) == jax.tree.map(jnp.result_type, g)
-            out.append(_flat(updates))
-            params = apply(params, updates)
-    return np.array(out)
 
 
 # --- against the papers --------------------------------------------------------------------------

@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -51,6 +50,8 @@ def gradients(which: str) -> np.ndarray:
 
 
 def run(name: str, kwargs: dict, grads: np.ndarray, params0: list[float]) -> list[list[float]]:
+    import torch
+
     p = torch.tensor(params0, dtype=torch.float64, requires_grad=True)
     opt = getattr(torch.optim, name)([p], **kwargs)
     trajectory = [p.detach().clone().tolist()]
@@ -62,6 +63,8 @@ def run(name: str, kwargs: dict, grads: np.ndarray, params0: list[float]) -> lis
 
 
 def main() -> None:
+    import torch  # here, so that collecting this file (doctests) needs no torch
+
     torch.set_default_dtype(torch.float64)
     out = {
         "torch_version": torch.__version__,
