@@ -264,6 +264,9 @@ def test_adam_complex_matches_complex_reference():
     tx = adaptx.scale_by_adam()
     state = tx.init(jnp.zeros(3, jnp.complex64))
     assert state.mu.dtype == jnp.complex64 and state.nu.dtype == jnp.float32
+    low = adaptx.scale_by_adam(mu_dtype=jnp.bfloat16, nu_dtype=jnp.complex64)
+    low_state = low.init(jnp.zeros(3, jnp.complex64))  # a real mu_dtype means its complex kin
+    assert low_state.mu.dtype == jnp.complex64 and low_state.nu.dtype == jnp.float32
     got = []
     for gt in g:
         u, state = tx.update(jnp.asarray(gt), state)
