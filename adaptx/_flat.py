@@ -99,8 +99,18 @@ class _AdamKernel:
         lr, lr_state = _lr_scalar(self.lr_tx, lr_state)
         wd = hyperparam(0.0 if self.weight_decay is None else self.weight_decay, _F32)
         scalars = jnp.stack(
-            [d1, 1 - d1, d2, 1 - d2, r1, r2, hyperparam(self.eps, _F32),
-             hyperparam(self.eps_root, _F32), lr, wd]
+            [
+                d1,
+                1 - d1,
+                d2,
+                1 - d2,
+                r1,
+                r2,
+                hyperparam(self.eps, _F32),
+                hyperparam(self.eps_root, _F32),
+                lr,
+                wd,
+            ]
         )
         mu, nu = _native.adam_moments(scalars, adam.mu, adam.nu, grads, exact_jit=exact)
         decay = self.weight_decay is not None
@@ -138,7 +148,13 @@ class _MomentumKernel:
 
         def apply(p_leaves):
             return _native.momentum_out(
-                scalars, buf, p_leaves, grads, p_leaves, apply=True, nesterov=self.nesterov,
+                scalars,
+                buf,
+                p_leaves,
+                grads,
+                p_leaves,
+                apply=True,
+                nesterov=self.nesterov,
                 exact_jit=exact,
             )
 
@@ -146,8 +162,17 @@ class _MomentumKernel:
 
 
 def adam_kernel(
-    b1: Any, b2: Any, eps: Any, eps_root: Any, learning_rate: Any, *, weight_decay: Any = None,
-    mu_dtype: Any = None, nu_dtype: Any = None, b1_decay: Any = None, nesterov: bool = False,
+    b1: Any,
+    b2: Any,
+    eps: Any,
+    eps_root: Any,
+    learning_rate: Any,
+    *,
+    weight_decay: Any = None,
+    mu_dtype: Any = None,
+    nu_dtype: Any = None,
+    b1_decay: Any = None,
+    nesterov: bool = False,
     mask: Any = None,
 ) -> _AdamKernel | None:
     """The fused kernel for ``adam`` / ``adamw`` with these arguments, or ``None``.
@@ -250,11 +275,9 @@ def fuse(inner: GradientTransformation, kernel: Any) -> GradientTransformation:
         leaves, treedef = jax.tree.flatten(updates)
         _check_layout(leaves, state)
         p_leaves = None
-        if kernel.needs_params:
-            if params is None:
-                raise ValueError("this optimizer's update needs params (weight decay)")
+        if kernel.needs_params and params is not None:
             p_leaves = jax.tree.leaves(params)
-        if _native_now(leaves):
+        if _native_now(leaves) and (p_leaves is not None or not kernel.needs_params):
             exact = _exact_jit(leaves, state, p_leaves)
             new_leaves, inner_state, apply = kernel.step(state.inner, leaves, p_leaves, exact)
             _native.remember(

@@ -180,8 +180,9 @@ def _sds(x: Any) -> jax.ShapeDtypeStruct:
     return jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x))
 
 
-def _call(name: str, results: Sequence[Any], operands: Sequence[Any], aliases: dict[int, int],
-          flags: int) -> list[jax.Array]:
+def _call(
+    name: str, results: Sequence[Any], operands: Sequence[Any], aliases: dict[int, int], flags: int
+) -> list[jax.Array]:
     call = jax.ffi.ffi_call(
         name,
         [_sds(r) for r in results],
@@ -191,19 +192,30 @@ def _call(name: str, results: Sequence[Any], operands: Sequence[Any], aliases: d
     return list(call(*operands, flags=np.int32(flags)))
 
 
-def adam_moments(scalars: jax.Array, mu: jax.Array, nu: jax.Array, grads: Sequence[Any],
-                 *, exact_jit: bool) -> tuple[jax.Array, jax.Array]:
+def adam_moments(
+    scalars: jax.Array, mu: jax.Array, nu: jax.Array, grads: Sequence[Any], *, exact_jit: bool
+) -> tuple[jax.Array, jax.Array]:
     """``(mu, nu)`` updated in place from the gradient leaves (scalars: b1, 1-b1, b2, 1-b2)."""
     flags = F_EXACT_JIT if exact_jit else 0
     mu, nu = _call("adaptx_adam_moments", (mu, nu), (scalars, mu, nu, *grads), {1: 0, 2: 1}, flags)
     return mu, nu
 
 
-def adam_out(scalars: jax.Array, mu: jax.Array, nu: jax.Array, like: Sequence[Any],
-             params: Sequence[Any] | None, *, apply: bool, decay: bool,
-             exact_jit: bool) -> list[jax.Array]:
+def adam_out(
+    scalars: jax.Array,
+    mu: jax.Array,
+    nu: jax.Array,
+    like: Sequence[Any],
+    params: Sequence[Any] | None,
+    *,
+    apply: bool,
+    decay: bool,
+    exact_jit: bool,
+) -> list[jax.Array]:
     """Per-leaf Adam updates (``like`` gives the shapes), or ``params + updates`` in place."""
-    flags = (F_EXACT_JIT if exact_jit else 0) | (F_APPLY if apply else 0) | (F_DECAY if decay else 0)
+    flags = (
+        (F_EXACT_JIT if exact_jit else 0) | (F_APPLY if apply else 0) | (F_DECAY if decay else 0)
+    )
     operands: list[Any] = [scalars, mu, nu]
     aliases: dict[int, int] = {}
     if apply or decay:
@@ -214,16 +226,25 @@ def adam_out(scalars: jax.Array, mu: jax.Array, nu: jax.Array, like: Sequence[An
     return _call("adaptx_adam_out", list(like), operands, aliases, flags)
 
 
-def momentum_buffer(scalars: jax.Array, trace: jax.Array, grads: Sequence[Any],
-                    *, exact_jit: bool) -> jax.Array:
+def momentum_buffer(
+    scalars: jax.Array, trace: jax.Array, grads: Sequence[Any], *, exact_jit: bool
+) -> jax.Array:
     """The heavy-ball buffer ``mu * b + g`` in place (scalars: mu)."""
     flags = F_EXACT_JIT if exact_jit else 0
     return _call("adaptx_momentum_buffer", (trace,), (scalars, trace, *grads), {1: 0}, flags)[0]
 
 
-def momentum_out(scalars: jax.Array, trace: jax.Array, like: Sequence[Any],
-                 grads: Sequence[Any] | None, params: Sequence[Any] | None, *, apply: bool,
-                 nesterov: bool, exact_jit: bool) -> list[jax.Array]:
+def momentum_out(
+    scalars: jax.Array,
+    trace: jax.Array,
+    like: Sequence[Any],
+    grads: Sequence[Any] | None,
+    params: Sequence[Any] | None,
+    *,
+    apply: bool,
+    nesterov: bool,
+    exact_jit: bool,
+) -> list[jax.Array]:
     """Per-leaf momentum updates, or ``params + updates`` in place (scalars: mu, lr)."""
     flags = (F_EXACT_JIT if exact_jit else 0) | (F_APPLY if apply else 0)
     flags |= F_NESTEROV if nesterov else 0

@@ -48,7 +48,6 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -73,7 +72,20 @@ def transformer_shapes(total: int) -> list[tuple[int, ...]]:
     """~200 leaves: token and position embeddings, 16 blocks of attention + MLP + 2 norms."""
     d = 256 if total >= 1 << 22 else 64
     ff, layers = 4 * d, 16
-    block = [(d, 3 * d), (3 * d,), (d, d), (d,), (d, ff), (ff,), (ff, d), (d,), (d,), (d,), (d,), (d,)]
+    block = [
+        (d, 3 * d),
+        (3 * d,),
+        (d, d),
+        (d,),
+        (d, ff),
+        (ff,),
+        (ff, d),
+        (d,),
+        (d,),
+        (d,),
+        (d,),
+        (d,),
+    ]
     shapes = [(512, d)] + block * layers + [(d,), (d,)]
     used = sum(int(np.prod(s)) for s in shapes)
     vocab = max(1, (total - used) // d)
@@ -145,7 +157,9 @@ class JaxContender:
         m = self.step.memory_analysis()
         if m is not None:
             self.result.memory = (
-                m.argument_size_in_bytes + m.temp_size_in_bytes + m.output_size_in_bytes
+                m.argument_size_in_bytes
+                + m.temp_size_in_bytes
+                + m.output_size_in_bytes
                 - m.alias_size_in_bytes
             )
         self.params, self.grads, self.state = params, grads, state
@@ -167,10 +181,19 @@ class TorchContender:
         self.result = Result(name)
         self.proc = subprocess.Popen(
             [python, os.path.join(HERE, "torch_worker.py")],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
-        reply = self._ask({"cmd": "setup", "shapes": [list(s) for s in shapes], "opt": opt,
-                           "impl": impl, "threads": threads})
+        reply = self._ask(
+            {
+                "cmd": "setup",
+                "shapes": [list(s) for s in shapes],
+                "opt": opt,
+                "impl": impl,
+                "threads": threads,
+            }
+        )
         self.result.memory = reply["bytes"]
         self._ask({"cmd": "step", "n": 1})  # warm-up
 
@@ -204,10 +227,12 @@ def bandwidth_gbs(n: int, threads: int) -> tuple[float, str]:
     if cc:
         with tempfile.TemporaryDirectory() as d:
             exe = os.path.join(d, "stream7")
-            subprocess.run([cc, "-O3", "-pthread", os.path.join(HERE, "stream7.c"), "-o", exe],
-                           check=True)
-            out = subprocess.run([exe, str(n), "15", str(threads)], check=True,
-                                 capture_output=True, text=True).stdout
+            subprocess.run(
+                [cc, "-O3", "-pthread", os.path.join(HERE, "stream7.c"), "-o", exe], check=True
+            )
+            out = subprocess.run(
+                [exe, str(n), "15", str(threads)], check=True, capture_output=True, text=True
+            ).stdout
             return float(out), f"C loop, {threads} threads"
     p, g, m, v = (np.zeros(n, np.float32) for _ in range(4))
     best = 1e9
@@ -231,7 +256,6 @@ def load() -> float:
 def run_config(opt, tree, args, bw, loads):
     shapes = tree_shapes(tree, args.total)
     n_params = sum(int(np.prod(s)) for s in shapes)
-    params0 = make_tree(shapes, 0)
     grads = make_tree(shapes, 1, 1e-3)
     contenders: list = []
     skipped: list[str] = []
@@ -244,25 +268,49 @@ def run_config(opt, tree, args, bw, loads):
             skipped.append(f"{name}: {type(e).__name__}: {str(e).splitlines()[0][:120]}")
 
     n_leaves = len(shapes)
-    add("adaptx", lambda: JaxContender("adaptx", adaptx_tx(opt, True), adaptx.apply_updates,
-                                       [jnp.array(x) for x in params0], grads))
+    add(
+        "adaptx",
+        lambda: JaxContender(
+            "adaptx",
+            adaptx_tx(opt, True),
+            adaptx.apply_updates,
+            make_tree(shapes, 0),
+            grads,
+        ),
+    )
     if args.per_leaf and (n_leaves < 10000 or args.slow):
-        add("adaptx per-leaf", lambda: JaxContender(
-            "adaptx per-leaf", adaptx_tx(opt, False), adaptx.apply_updates,
-            [jnp.array(x) for x in params0], grads))
+        add(
+            "adaptx per-leaf",
+            lambda: JaxContender(
+                "adaptx per-leaf",
+                adaptx_tx(opt, False),
+                adaptx.apply_updates,
+                make_tree(shapes, 0),
+                grads,
+            ),
+        )
     if n_leaves < 10000 or opt in args.optax_10000 or args.slow:
         import optax
 
-        add("optax", lambda: JaxContender("optax", optax_tx(opt), optax.apply_updates,
-                                          [jnp.array(x) for x in params0], grads))
+        add(
+            "optax",
+            lambda: JaxContender(
+                "optax", optax_tx(opt), optax.apply_updates, make_tree(shapes, 0), grads
+            ),
+        )
     else:
-        skipped.append("optax: not run at 10000 leaves for this optimizer (compile takes minutes); "
-                       "--optax-10000 or --slow runs it")
+        skipped.append(
+            "optax: not run at 10000 leaves for this optimizer (compile takes minutes); "
+            "--optax-10000 or --slow runs it"
+        )
     if args.torch_python:
         for impl in ("foreach", "fused"):
-            add(f"torch {impl}", lambda impl=impl: TorchContender(
-                args.torch_python, f"torch {impl}", shapes, opt, impl, args.threads))
-    del params0
+            add(
+                f"torch {impl}",
+                lambda impl=impl: TorchContender(
+                    args.torch_python, f"torch {impl}", shapes, opt, impl, args.threads
+                ),
+            )
     for _ in range(args.rounds):
         for c in contenders:
             c.run()
@@ -272,8 +320,15 @@ def run_config(opt, tree, args, bw, loads):
         c.close()
     gc.collect()
     roofline = STREAMS[opt] * 4 * n_params / (bw * 1e9)
-    return {"opt": opt, "tree": tree, "n_leaves": n_leaves, "n_params": n_params,
-            "roofline_s": roofline, "results": results, "skipped": skipped}
+    return {
+        "opt": opt,
+        "tree": tree,
+        "n_leaves": n_leaves,
+        "n_params": n_params,
+        "roofline_s": roofline,
+        "results": results,
+        "skipped": skipped,
+    }
 
 
 def fmt_ms(x):
@@ -290,17 +345,28 @@ def table(configs, bw, bw_how, loads, args) -> str:
     )
     lines.append("")
     for opt in args.opts:
-        lines.append(f"**{TITLES[opt]}** (roofline: {STREAMS[opt]} streams of 4 bytes per parameter)")
+        lines.append(
+            f"**{TITLES[opt]}** (roofline: {STREAMS[opt]} streams of 4 bytes per parameter)"
+        )
         lines.append("")
-        lines.append("| tree | implementation | step ms: median (min-max) | vs optax | vs torch fused | "
-                     "roofline | compile s | memory MiB |")
+        lines.append(
+            "| tree | implementation | step ms: median (min-max) | vs optax | vs torch fused | "
+            "roofline | compile s | memory MiB |"
+        )
         lines.append("|---|---|---|---|---|---|---|---|")
         for cfg in (c for c in configs if c["opt"] == opt):
             by = {r.name: r for r in cfg["results"]}
             ox, tf = by.get("optax"), by.get("torch fused")
             tree = "transformer" if cfg["tree"] == "transformer" else cfg["tree"]
-            tree = f"{tree} ({cfg['n_leaves']} leaves)" if cfg["tree"] == "transformer" else (
-                f"{cfg['n_leaves']} leaf" if cfg["n_leaves"] == 1 else f"{cfg['n_leaves']} leaves")
+            tree = (
+                f"{tree} ({cfg['n_leaves']} leaves)"
+                if cfg["tree"] == "transformer"
+                else (
+                    f"{cfg['n_leaves']} leaf"
+                    if cfg["n_leaves"] == 1
+                    else f"{cfg['n_leaves']} leaves"
+                )
+            )
             for r in cfg["results"]:
                 med = r.med()
                 vs_o = f"{med / ox.med():.2f}x" if ox and ox.times else "-"
@@ -309,7 +375,9 @@ def table(configs, bw, bw_how, loads, args) -> str:
                 comp = f"{r.compile_s:.2f}" if r.compile_s is not None else "-"
                 mem = f"{r.memory / 2**20:.0f}" if r.memory else "-"
                 rng = f"{fmt_ms(med)} ({fmt_ms(min(r.times))}-{fmt_ms(max(r.times))})"
-                lines.append(f"| {tree} | {r.name} | {rng} | {vs_o} | {vs_t} | {roof} | {comp} | {mem} |")
+                lines.append(
+                    f"| {tree} | {r.name} | {rng} | {vs_o} | {vs_t} | {roof} | {comp} | {mem} |"
+                )
             for s in cfg["skipped"]:
                 lines.append(f"| {tree} | ({s}) | | | | | | |")
         lines.append("")
@@ -326,8 +394,10 @@ def plot(configs, path):
         return None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for cfgs_opt in ("adam",):
-        cfgs = sorted((c for c in configs if c["opt"] == cfgs_opt and c["tree"] != "transformer"),
-                      key=lambda c: c["n_leaves"])
+        cfgs = sorted(
+            (c for c in configs if c["opt"] == cfgs_opt and c["tree"] != "transformer"),
+            key=lambda c: c["n_leaves"],
+        )
         names = sorted({r.name for c in cfgs for r in c["results"]})
         for name in names:
             xs, ys, cs = [], [], []
@@ -341,8 +411,12 @@ def plot(configs, path):
             if all(v is not None for v in cs) and cs:
                 axes[1].plot(xs, cs, "o-", label=name)
         if cfgs:
-            axes[0].plot([c["n_leaves"] for c in cfgs], [1e3 * c["roofline_s"] for c in cfgs], "k--",
-                         label="roofline")
+            axes[0].plot(
+                [c["n_leaves"] for c in cfgs],
+                [1e3 * c["roofline_s"] for c in cfgs],
+                "k--",
+                label="roofline",
+            )
     for ax, title in zip(axes, ["Adam step time (ms)", "compile time of the jitted step (s)"]):
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -357,17 +431,30 @@ def plot(configs, path):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="1M parameters, 5 rounds, no optax at 10000 leaves")
+    ap.add_argument(
+        "--quick", action="store_true", help="1M parameters, 5 rounds, no optax at 10000 leaves"
+    )
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--opts", nargs="+", default=list(STREAMS), choices=list(STREAMS))
     ap.add_argument("--trees", nargs="+", default=["1", "1000", "10000", "transformer"])
-    ap.add_argument("--torch-python", default=os.environ.get("ADAPTX_TORCH_PYTHON"),
-                    help="a Python interpreter with torch installed")
+    ap.add_argument(
+        "--torch-python",
+        default=os.environ.get("ADAPTX_TORCH_PYTHON"),
+        help="a Python interpreter with torch installed",
+    )
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--optax-10000", nargs="*", default=["adam"],
-                    help="optimizers for which optax runs at 10000 leaves (minutes of compile each)")
-    ap.add_argument("--per-leaf", action=argparse.BooleanOptionalAction, default=True,
-                    help="also time adaptx's per-leaf path (not at 10000 leaves unless --slow)")
+    ap.add_argument(
+        "--optax-10000",
+        nargs="*",
+        default=["adam"],
+        help="optimizers for which optax runs at 10000 leaves (minutes of compile each)",
+    )
+    ap.add_argument(
+        "--per-leaf",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time adaptx's per-leaf path (not at 10000 leaves unless --slow)",
+    )
     ap.add_argument("--slow", action="store_true", help="run every contender at every size")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     args = ap.parse_args(argv)
@@ -376,7 +463,11 @@ def main(argv=None):
         args.rounds = 5 if args.quick else 15
     if args.quick and "--optax-10000" not in (argv or sys.argv):
         args.optax_10000 = []
-    if args.torch_python and not shutil.which(args.torch_python) and not os.path.exists(args.torch_python):
+    if (
+        args.torch_python
+        and not shutil.which(args.torch_python)
+        and not os.path.exists(args.torch_python)
+    ):
         print(f"no interpreter {args.torch_python}; torch skipped", file=sys.stderr)
         args.torch_python = None
 
@@ -400,9 +491,22 @@ def main(argv=None):
     with open(os.path.join(args.out, "latest.md"), "w") as f:
         f.write(md + "\n")
     with open(os.path.join(args.out, "latest.json"), "w") as f:
-        json.dump({"bandwidth_gbs": bw, "loads": loads, "quick": args.quick, "configs": [
-            {**{k: v for k, v in c.items() if k != "results"},
-             "results": [r.__dict__ for r in c["results"]]} for c in configs]}, f, indent=1)
+        json.dump(
+            {
+                "bandwidth_gbs": bw,
+                "loads": loads,
+                "quick": args.quick,
+                "configs": [
+                    {
+                        **{k: v for k, v in c.items() if k != "results"},
+                        "results": [r.__dict__ for r in c["results"]],
+                    }
+                    for c in configs
+                ],
+            },
+            f,
+            indent=1,
+        )
     p = plot(configs, os.path.join(args.out, "scaling.png"))
     if p:
         print(f"wrote {p}")

@@ -22,7 +22,9 @@ state: dict = {}
 def setup(shapes, opt, impl, threads):
     torch.set_num_threads(threads)
     gen = torch.Generator().manual_seed(0)
-    params = [torch.randn(*s, generator=gen) if s else torch.randn((), generator=gen) for s in shapes]
+    params = [
+        torch.randn(*s, generator=gen) if s else torch.randn((), generator=gen) for s in shapes
+    ]
     for p in params:
         p.requires_grad_(True)
         p.grad = torch.randn(p.shape, generator=gen) * 1e-3
