@@ -301,12 +301,13 @@ def fuse(inner: GradientTransformation, kernel: Any) -> GradientTransformation:
 def _check_layout(leaves: list, state: FusedState) -> None:
     sizes = {int(jnp.size(x)) for x in jax.tree.leaves(state.inner) if jnp.ndim(x) == 1}
     total = sum(int(jnp.size(x)) for x in leaves)
-    bad = [jnp.result_type(x) for x in leaves if jnp.result_type(x) != _F32]
+    bad = sorted({str(jnp.result_type(x)) for x in leaves if jnp.result_type(x) != _F32})
     if bad or sizes != {total}:
+        made = " or ".join(str(n) for n in sorted(sizes))
         raise ValueError(
-            "a fused optimizer's state was made for float32 params with "
-            f"{sorted(sizes)} entries in all, but got updates with {total} entries"
-            + (f" and dtypes {sorted(set(map(str, bad)))}" if bad else "")
+            f"this fused optimizer's state was made for float32 params with {made} entries "
+            f"in all, but got updates with {total} entries"
+            + (f" and dtypes {bad}" if bad else "")
             + "; init the optimizer on params with the same leaves as the updates"
         )
 

@@ -180,85 +180,73 @@ def _sds(x: Any) -> jax.ShapeDtypeStruct:
     return jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x))
 
 
-def _call(
-    name: str, results: Sequence[Any], operands: Sequence[Any], aliases: dict[int, int], flags: int
-) -> list[jax.Array]:
+def _call(name, results, operands, aliases, flags, offset=0) -> list[jax.Array]:
     call = jax.ffi.ffi_call(
         name,
         [_sds(r) for r in results],
         input_output_aliases=aliases,
         vmap_method="sequential",
     )
-    return list(call(*operands, flags=np.int32(flags)))
+    return list(call(*operands, flags=np.int32(flags), offset=np.int64(offset)))
 
 
-def adam_moments(
-    scalars: jax.Array, mu: jax.Array, nu: jax.Array, grads: Sequence[Any], *, exact_jit: bool
-) -> tuple[jax.Array, jax.Array]:
+# XLA's compile time grows quadratically with the number of in-place (aliased)
+# results of one operation, so the in-place passes over the params run as
+# several calls of at most this many leaves each.
+APPLY_CHUNK = 128
+
+
+def _chunked_apply(name, head, params, extra_groups, flags) -> list[jax.Array]:
+    """``params + updates`` in place, ``APPLY_CHUNK`` leaves per call."""
+    out: list[jax.Array] = []
+    offset = 0
+    for start in range(0, len(params), APPLY_CHUNK):
+        chunk = list(params[start : start + APPLY_CHUNK])
+        groups = [list(g[start : start + APPLY_CHUNK]) for g in extra_groups] + [chunk]
+        first = len(head) + sum(len(g) for g in groups[:-1])
+        operands = [*head, *(x for g in groups for x in g)]
+        aliases = {first + i: i for i in range(len(chunk))}
+        out += _call(name, chunk, operands, aliases, flags, offset)
+        offset += sum(int(np.size(x)) for x in chunk)
+    return out
+
+
+def adam_moments(scalars, mu, nu, grads, *, exact_jit: bool) -> tuple[jax.Array, jax.Array]:
     """``(mu, nu)`` updated in place from the gradient leaves (scalars: b1, 1-b1, b2, 1-b2)."""
     flags = F_EXACT_JIT if exact_jit else 0
     mu, nu = _call("adaptx_adam_moments", (mu, nu), (scalars, mu, nu, *grads), {1: 0, 2: 1}, flags)
     return mu, nu
 
 
-def adam_out(
-    scalars: jax.Array,
-    mu: jax.Array,
-    nu: jax.Array,
-    like: Sequence[Any],
-    params: Sequence[Any] | None,
-    *,
-    apply: bool,
-    decay: bool,
-    exact_jit: bool,
-) -> list[jax.Array]:
+def adam_out(scalars, mu, nu, like, params, *, apply: bool, decay: bool, exact_jit: bool):
     """Per-leaf Adam updates (``like`` gives the shapes), or ``params + updates`` in place."""
-    flags = (
-        (F_EXACT_JIT if exact_jit else 0) | (F_APPLY if apply else 0) | (F_DECAY if decay else 0)
-    )
-    operands: list[Any] = [scalars, mu, nu]
-    aliases: dict[int, int] = {}
-    if apply or decay:
-        assert params is not None
-        operands += list(params)
-        if apply:
-            aliases = {3 + i: i for i in range(len(params))}
-    return _call("adaptx_adam_out", list(like), operands, aliases, flags)
+    flags = F_EXACT_JIT if exact_jit else 0
+    flags |= (F_APPLY if apply else 0) | (F_DECAY if decay else 0)
+    head = [scalars, mu, nu]
+    if apply:
+        return _chunked_apply("adaptx_adam_out", head, params, [], flags)
+    operands = head + (list(params) if decay else [])
+    return _call("adaptx_adam_out", list(like), operands, {}, flags)
 
 
-def momentum_buffer(
-    scalars: jax.Array, trace: jax.Array, grads: Sequence[Any], *, exact_jit: bool
-) -> jax.Array:
+def momentum_buffer(scalars, trace, grads, *, exact_jit: bool) -> jax.Array:
     """The heavy-ball buffer ``mu * b + g`` in place (scalars: mu)."""
     flags = F_EXACT_JIT if exact_jit else 0
     return _call("adaptx_momentum_buffer", (trace,), (scalars, trace, *grads), {1: 0}, flags)[0]
 
 
 def momentum_out(
-    scalars: jax.Array,
-    trace: jax.Array,
-    like: Sequence[Any],
-    grads: Sequence[Any] | None,
-    params: Sequence[Any] | None,
-    *,
-    apply: bool,
-    nesterov: bool,
-    exact_jit: bool,
-) -> list[jax.Array]:
+    scalars, trace, like, grads, params, *, apply: bool, nesterov: bool, exact_jit: bool
+):
     """Per-leaf momentum updates, or ``params + updates`` in place (scalars: mu, lr)."""
     flags = (F_EXACT_JIT if exact_jit else 0) | (F_APPLY if apply else 0)
     flags |= F_NESTEROV if nesterov else 0
-    operands: list[Any] = [scalars, trace]
-    if nesterov:
-        assert grads is not None
-        operands += list(grads)
-    aliases: dict[int, int] = {}
+    head = [scalars, trace]
+    extra = [list(grads)] if nesterov else []
     if apply:
-        assert params is not None
-        first = len(operands)
-        operands += list(params)
-        aliases = {first + i: i for i in range(len(params))}
-    return _call("adaptx_momentum_out", list(like), operands, aliases, flags)
+        return _chunked_apply("adaptx_momentum_out", head, params, extra, flags)
+    operands = head + (list(grads) if nesterov else [])
+    return _call("adaptx_momentum_out", list(like), operands, {}, flags)
 
 
 # --- recognising fused updates in apply_updates --------------------------------------

@@ -259,18 +259,27 @@ static int is_metadata_query(XLA_FFI_CallFrame* cf) {
   return 1;
 }
 
-static int flags_attr(XLA_FFI_CallFrame* cf, int* flags) {
+/* An integer attribute by name (int32 or int64 scalar); 0 if absent, -1 if of another type. */
+static int int_attr(XLA_FFI_CallFrame* cf, const char* name, int64_t* value) {
+  const size_t len = strlen(name);
   for (int64_t i = 0; i < cf->attrs.size; ++i) {
-    const XLA_FFI_ByteSpan* name = cf->attrs.names[i];
-    if (name->len == 5 && memcmp(name->ptr, "flags", 5) == 0 &&
-        cf->attrs.types[i] == XLA_FFI_AttrType_SCALAR) {
-      const XLA_FFI_Scalar* sc = (const XLA_FFI_Scalar*)cf->attrs.attrs[i];
-      if (sc->dtype != XLA_FFI_DataType_S32) return 0;
-      *flags = *(const int32_t*)sc->value;
-      return 1;
-    }
+    const XLA_FFI_ByteSpan* n = cf->attrs.names[i];
+    if (n->len != len || memcmp(n->ptr, name, len) != 0) continue;
+    if (cf->attrs.types[i] != XLA_FFI_AttrType_SCALAR) return -1;
+    const XLA_FFI_Scalar* sc = (const XLA_FFI_Scalar*)cf->attrs.attrs[i];
+    if (sc->dtype == XLA_FFI_DataType_S32) *value = *(const int32_t*)sc->value;
+    else if (sc->dtype == XLA_FFI_DataType_S64) *value = *(const int64_t*)sc->value;
+    else return -1;
+    return 1;
   }
   return 0;
+}
+
+static int flags_attr(XLA_FFI_CallFrame* cf, int* flags) {
+  int64_t v = 0;
+  if (int_attr(cf, "flags", &v) != 1) return 0;
+  *flags = (int)v;
+  return 1;
 }
 
 static int64_t num_elements(const XLA_FFI_Buffer* b) {
@@ -400,14 +409,23 @@ static XLA_FFI_Error* dispatch(XLA_FFI_CallFrame* cf, int kind, int n_flat, int 
   }
   J->out = moments ? NULL : out;
   J->total = off[N];
+  /* The leaves cover elements [offset, offset + total) of the flat state buffers. */
+  int64_t offset = 0;
+  if (int_attr(cf, "offset", &offset) < 0 || offset < 0) {
+    free(J);
+    return error(api, "adaptx kernel: attribute 'offset' must be a non-negative integer");
+  }
   for (int k = 0; k < n_flat; ++k) {
-    if (num_elements(A[1 + k]) != J->total) {
+    const int64_t size = num_elements(A[1 + k]);
+    if (offset + J->total > size || (moments && offset + J->total != size)) {
       free(J);
-      return error(api, "adaptx kernel: state size differs from the total size of the leaves");
+      return error(api, "adaptx kernel: the leaves do not fit the flat state buffers");
     }
     /* The moment kernels update in place: their results alias their operands. */
-    J->flat[k] = moments ? (float*)R[k]->data : (float*)A[1 + k]->data;
-    if (moments && R[k]->data != A[1 + k]->data) memcpy(R[k]->data, A[1 + k]->data, (size_t)J->total * sizeof(float));
+    float* base = moments ? (float*)R[k]->data : (float*)A[1 + k]->data;
+    if (moments && R[k]->data != A[1 + k]->data)
+      memcpy(R[k]->data, A[1 + k]->data, (size_t)size * sizeof(float));
+    J->flat[k] = base + offset;
   }
   run(cf, J);
   return NULL;
