@@ -13,6 +13,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from adaptx._base import GradientTransformation, stateless
 from adaptx._numerics import _widen, abs_sq, compute_dtype, hyperparam
@@ -21,8 +22,8 @@ from adaptx._validate import check_nonnegative, check_positive
 
 def _scaled(x: jax.Array, factor: jax.Array) -> jax.Array:
     """``x * factor``, computed in ``compute_dtype`` of ``x`` and rounded once to ``x.dtype``."""
-    cdt = compute_dtype(x.dtype)
-    return (_widen(x, cdt) * factor.astype(cdt)).astype(x.dtype)
+    wide = _widen(x, compute_dtype(x.dtype))
+    return (wide * factor.astype(wide.dtype)).astype(x.dtype)
 
 
 def clip(max_delta: float | jax.Array) -> GradientTransformation:
@@ -60,13 +61,24 @@ def clip(max_delta: float | jax.Array) -> GradientTransformation:
     return stateless(lambda updates, params: jax.tree.map(f, updates))
 
 
-def _sum_of_squares(tree: Any) -> jax.Array:
-    leaves = jax.tree.leaves(tree)
+def widest_compute_dtype(tree: Any) -> np.dtype:
+    """The widest ``compute_dtype`` over the leaves of ``tree`` (float32 for none).
+
+    Chosen by size rather than ``jnp.promote_types``, which raises for
+    float32 and float64 under strict dtype promotion.
+    """
     dtype = jnp.dtype(jnp.float32)
-    for x in leaves:
-        dtype = jnp.promote_types(dtype, compute_dtype(jnp.result_type(x)))
+    for x in jax.tree.leaves(tree):
+        cdt = compute_dtype(jnp.result_type(x))
+        if cdt.itemsize > dtype.itemsize:
+            dtype = cdt
+    return dtype
+
+
+def _sum_of_squares(tree: Any) -> jax.Array:
+    dtype = widest_compute_dtype(tree)
     total = jnp.zeros((), dtype)
-    for x in leaves:
+    for x in jax.tree.leaves(tree):
         total = total + jnp.sum(abs_sq(_widen(x, dtype)))
     return total
 

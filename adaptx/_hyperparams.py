@@ -26,8 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from adaptx._base import GradientTransformation, OptState, Params, call_update
+from adaptx._clipping import widest_compute_dtype
 from adaptx._combine import _check_transform
-from adaptx._numerics import compute_dtype, safe_increment
+from adaptx._numerics import safe_increment
 from adaptx._validate import check_decay, check_nonnegative
 
 
@@ -166,10 +167,7 @@ def inject_hyperparams(
     def hp_dtype(tree: Any) -> Any:
         if hyperparam_dtype is not None:
             return jnp.dtype(hyperparam_dtype)
-        dtype = jnp.dtype(jnp.float32)
-        for x in jax.tree.leaves(tree):
-            dtype = jnp.promote_types(dtype, compute_dtype(jnp.result_type(x)))
-        return dtype
+        return widest_compute_dtype(tree)
 
     @functools.wraps(inner_factory)
     def wrapped(*args: Any, **kwargs: Any) -> GradientTransformation:

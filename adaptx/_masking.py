@@ -198,8 +198,8 @@ def partition(
         unknown = {label for label in jax.tree.leaves(labels) if label not in transforms}
         if unknown:
             raise ValueError(
-                f"partition: labels {sorted(map(repr, unknown))} have no transform; "
-                f"transforms are given for {sorted(map(repr, transforms))}"
+                f"partition: labels [{', '.join(sorted(map(repr, unknown)))}] have no "
+                f"transform; transforms are given for [{', '.join(sorted(map(repr, transforms)))}]"
             )
         return labels
 
