@@ -154,7 +154,7 @@ REGISTRY: list[Entry] = [
     ),
     # ... end SGD family
     # --- combinators and wrappers ---------------------------------------------
-    # The inner optimizer is the foundation's SGD (``_sgd``); masks and labels
+    # The inner optimizer is SGD with momentum (stateful); masks and labels
     # depend on leaf size so the contract's scalar "s" is masked out / frozen
     # while the parabola and Rosenbrock vectors are optimized.
     Entry(
@@ -167,10 +167,16 @@ REGISTRY: list[Entry] = [
     ),
     Entry(
         "partition",
-        lambda lr: adaptx.partition({"vec": _sgd(lr), "scalar": _sgd(lr / 2)}, _size_labels),
+        lambda lr: adaptx.partition(
+            {"vec": adaptx.sgd(lr, 0.9), "scalar": adaptx.sgd(lr / 2)}, _size_labels
+        ),
         complex_ok=True,
     ),
-    Entry("freeze", lambda lr: adaptx.chain(adaptx.freeze(_is_scalar), _sgd(lr)), complex_ok=True),
+    Entry(
+        "freeze",
+        lambda lr: adaptx.chain(adaptx.freeze(_is_scalar), adaptx.sgd(lr, 0.9)),
+        complex_ok=True,
+    ),
     Entry("clip", lambda lr: adaptx.clip(1.0), kind="direction", complex_ok=True),
     Entry(
         "clip_by_global_norm",
@@ -184,30 +190,36 @@ REGISTRY: list[Entry] = [
         kind="direction",
         complex_ok=True,
     ),
-    Entry("apply_if_finite", lambda lr: adaptx.apply_if_finite(_sgd(lr), 3), complex_ok=True),
+    Entry(
+        "apply_if_finite",
+        lambda lr: adaptx.apply_if_finite(adaptx.sgd(lr, 0.9), 3),
+        complex_ok=True,
+    ),
     Entry("zero_nans", lambda lr: adaptx.zero_nans(), kind="direction", complex_ok=True),
     # One inner step per two calls: twice the steps for the same Rosenbrock progress.
     Entry(
         "MultiSteps",
-        lambda lr: adaptx.MultiSteps(_sgd(lr), 2),
+        lambda lr: adaptx.MultiSteps(adaptx.sgd(lr, 0.9), 2),
         rosenbrock_steps=40000,
         complex_ok=True,
     ),
     Entry(
         "lookahead",
-        lambda lr: adaptx.lookahead(_sgd(lr), sync_period=5, slow_step_size=0.5),
+        lambda lr: adaptx.lookahead(adaptx.sgd(lr, 0.9), sync_period=5, slow_step_size=0.5),
         rosenbrock_steps=40000,  # slow steps of 0.5: about half the progress per step
         needs_params=True,
         complex_ok=True,
     ),
     Entry(
         "inject_hyperparams",
-        lambda lr: adaptx.inject_hyperparams(_sgd)(lr),
+        lambda lr: adaptx.inject_hyperparams(adaptx.sgd)(lr, 0.9),
         complex_ok=True,
     ),
     Entry(
         "inject_hyperparams[schedule]",
-        lambda lr: adaptx.inject_hyperparams(_sgd)(adaptx.exponential_decay(lr, 1000, 0.99)),
+        lambda lr: adaptx.inject_hyperparams(adaptx.sgd)(
+            adaptx.exponential_decay(lr, 1000, 0.99), 0.9
+        ),
         complex_ok=True,
     ),
 ]

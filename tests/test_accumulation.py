@@ -104,23 +104,12 @@ def _train(tx, batches, steps):
     return params
 
 
-def _momentum(lr, mu=0.9):
-    def init(params):
-        return jax.tree.map(jnp.zeros_like, params)
-
-    def update(updates, state, params=None, **extra_args):
-        state = jax.tree.map(lambda b, g: mu * b + g, state, updates)
-        return jax.tree.map(lambda b: -lr * b, state), state
-
-    return adaptx.GradientTransformation(init, update)
-
-
 def test_equals_one_big_batch_step():
     # Mean of 4 equal mini-batch gradients of a mean loss = the big-batch gradient.
     x, y = _data()
     minis = [(x[i : i + 8], y[i : i + 8]) for i in range(0, 32, 8)]
-    big = _train(_momentum(0.05), [(x, y)], 5)
-    accumulated = _train(adaptx.MultiSteps(_momentum(0.05), 4), minis, 5)
+    big = _train(adaptx.sgd(0.05, momentum=0.9), [(x, y)], 5)
+    accumulated = _train(adaptx.MultiSteps(adaptx.sgd(0.05, momentum=0.9), 4), minis, 5)
     jax.tree.map(
         lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), accumulated, big
     )

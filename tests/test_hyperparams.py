@@ -2,39 +2,12 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import adaptx
-from adaptx._numerics import hyperparam
-
-
-class _MomentumState(NamedTuple):
-    trace: dict
-
-
-def _heavy_ball(learning_rate, momentum=0.9, *, mask=None, trace_dtype=None):
-    """A stand-in optimizer following the house numerics rule (``hyperparam`` once)."""
-    del mask
-
-    def init(params):
-        return _MomentumState(adaptx.tree_zeros_like(params, trace_dtype))
-
-    def update(updates, state, params=None, **extra_args):
-        def f(g, b):
-            mu = hyperparam(momentum, jnp.float32).astype(b.dtype)
-            return mu * b + g.astype(b.dtype)
-
-        trace = jax.tree.map(f, updates, state.trace)
-        return trace, _MomentumState(trace)
-
-    return adaptx.chain(
-        adaptx.GradientTransformation(init, update), adaptx.scale_by_learning_rate(learning_rate)
-    )
 
 
 def _params():
@@ -67,8 +40,8 @@ def _assert_bits_equal(a, b):
     ids=["constant", "schedule"],
 )
 def test_bit_identical_to_plain_optimizer(learning_rate):
-    plain_p, plain_s = _trajectory(_heavy_ball(learning_rate, 0.9), 200)
-    inj_p, inj_s = _trajectory(adaptx.inject_hyperparams(_heavy_ball)(learning_rate, 0.9), 200)
+    plain_p, plain_s = _trajectory(adaptx.sgd(learning_rate, 0.9), 200)
+    inj_p, inj_s = _trajectory(adaptx.inject_hyperparams(adaptx.sgd)(learning_rate, 0.9), 200)
     _assert_bits_equal(inj_p, plain_p)
     _assert_bits_equal(inj_s.inner_state[0], plain_s[0])  # the momentum trace
 
@@ -89,7 +62,7 @@ def test_schedule_stays_a_schedule_and_its_value_is_logged():
 
 
 def test_changing_the_learning_rate_100_times_compiles_once():
-    tx = adaptx.inject_hyperparams(_heavy_ball)(learning_rate=0.1, momentum=0.9)
+    tx = adaptx.inject_hyperparams(adaptx.sgd)(learning_rate=0.1, momentum=0.9)
     traces = []
 
     @jax.jit
@@ -112,7 +85,7 @@ def test_changing_the_learning_rate_100_times_compiles_once():
 
 
 def test_changed_values_take_effect():
-    tx = adaptx.inject_hyperparams(_heavy_ball)(learning_rate=0.1, momentum=0.0)
+    tx = adaptx.inject_hyperparams(adaptx.sgd)(learning_rate=0.1, momentum=0.0)
     state = tx.init(jnp.zeros(1))
     u, state = tx.update(jnp.ones(1), state)
     np.testing.assert_allclose(u, [-0.1])
@@ -150,15 +123,15 @@ def test_which_arguments_are_injected():
 
 def test_float64_params_keep_float64_hyperparams(x64):
     params = jax.tree.map(lambda x: x.astype(jnp.float64), _params())
-    plain_p, _ = _trajectory(_heavy_ball(0.03, 0.9), 50, params)
-    tx = adaptx.inject_hyperparams(_heavy_ball)(0.03, 0.9)
+    plain_p, _ = _trajectory(adaptx.sgd(0.03, 0.9), 50, params)
+    tx = adaptx.inject_hyperparams(adaptx.sgd)(0.03, 0.9)
     inj_p, inj_s = _trajectory(tx, 50, params)
     assert inj_s.hyperparams["learning_rate"].dtype == jnp.float64
     _assert_bits_equal(inj_p, plain_p)
 
 
 def test_set_hyperparams_validates_and_reports():
-    state = adaptx.inject_hyperparams(_heavy_ball)(0.1).init(jnp.zeros(1))
+    state = adaptx.inject_hyperparams(adaptx.sgd)(0.1).init(jnp.zeros(1))
     with pytest.raises(ValueError, match="learning_rate must be in"):
         adaptx.set_hyperparams(state, learning_rate=-1.0)
     with pytest.raises(KeyError, match="no run-time hyper-parameter named \\['b1'\\]"):
@@ -169,7 +142,7 @@ def test_set_hyperparams_validates_and_reports():
 
 
 def test_set_and_get_in_nested_states_and_parameter_groups():
-    inj = adaptx.inject_hyperparams(_heavy_ball)
+    inj = adaptx.inject_hyperparams(adaptx.sgd)
     tx = adaptx.partition(
         {"a": inj(0.1), "b": adaptx.chain(adaptx.clip(1.0), inj(0.2))},
         {"w": "a", "b": "b"},
@@ -188,7 +161,7 @@ def test_set_and_get_in_nested_states_and_parameter_groups():
 
 
 def test_set_hyperparams_inside_jit_with_traced_values():
-    tx = adaptx.inject_hyperparams(_heavy_ball)(0.1)
+    tx = adaptx.inject_hyperparams(adaptx.sgd)(0.1)
 
     @jax.jit
     def step(params, state, lr):
