@@ -202,9 +202,7 @@ REGISTRY: list[Entry] = [
     # while the parabola and Rosenbrock vectors are optimized.
     Entry(
         "masked",
-        lambda lr: adaptx.masked(
-            adaptx.scale_by_schedule(adaptx.constant_schedule(0.5)), _is_vector
-        ),
+        lambda lr: adaptx.masked(adaptx.scale_by_adam(), _is_vector),
         kind="direction",  # masked-out leaves keep the raw gradient: both descend
         complex_ok=True,
     ),
@@ -256,6 +254,11 @@ REGISTRY: list[Entry] = [
     Entry(
         "inject_hyperparams",
         lambda lr: adaptx.inject_hyperparams(adaptx.sgd)(lr, 0.9),
+        complex_ok=True,
+    ),
+    Entry(
+        "inject_hyperparams[adamw]",
+        lambda lr: adaptx.inject_hyperparams(adaptx.adamw)(lr, weight_decay=1e-4, mask=_is_vector),
         complex_ok=True,
     ),
     Entry(

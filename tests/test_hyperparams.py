@@ -177,3 +177,71 @@ def test_set_hyperparams_inside_jit_with_traced_values():
 def test_construction_validates_concrete_values():
     with pytest.raises(ValueError, match="learning_rate must be in"):
         adaptx.inject_hyperparams(adaptx.scale_by_learning_rate)(learning_rate=-0.1)
+
+
+@pytest.mark.parametrize(
+    "plain, injected",
+    [
+        (lambda: adaptx.adam(1e-3), lambda: adaptx.inject_hyperparams(adaptx.adam)(1e-3)),
+        (
+            lambda: adaptx.adam(3e-3, b1=0.8, b2=0.99, eps=1e-6),
+            lambda: adaptx.inject_hyperparams(adaptx.adam)(3e-3, b1=0.8, b2=0.99, eps=1e-6),
+        ),
+        (
+            lambda: adaptx.adamw(1e-3, weight_decay=0.1, mask=_matrices),
+            lambda: adaptx.inject_hyperparams(adaptx.adamw)(1e-3, weight_decay=0.1, mask=_matrices),
+        ),
+        (
+            lambda: adaptx.adam(adaptx.cosine_decay_schedule(1e-2, 200)),
+            lambda: adaptx.inject_hyperparams(adaptx.adam)(adaptx.cosine_decay_schedule(1e-2, 200)),
+        ),
+    ],
+    ids=["adam", "adam[b1,b2,eps]", "adamw[mask]", "adam[schedule]"],
+)
+def test_adam_bit_identical_to_plain_adam_over_200_steps(plain, injected):
+    plain_p, plain_s = _trajectory(plain(), 200)
+    inj_p, inj_s = _trajectory(injected(), 200)
+    _assert_bits_equal(inj_p, plain_p)
+    # The moments too (the first entry of the chain is scale_by_adam's state).
+    _assert_bits_equal(inj_s.inner_state[0], plain_s[0])
+    assert float(jnp.max(jnp.abs(plain_s[0].mu["w"]))) > 0 and plain_p["w"].dtype == jnp.float32
+
+
+def _matrices(params):
+    return jax.tree.map(lambda p: p.ndim == 2, params)
+
+
+@pytest.mark.parametrize(
+    "factory, kwargs, changes",
+    [
+        (
+            adaptx.adamw,
+            {"learning_rate": 1e-3, "weight_decay": 1e-4},
+            ["learning_rate", "b1", "b2", "eps", "weight_decay"],
+        ),
+        (adaptx.sgd, {"learning_rate": 0.1, "momentum": 0.9}, ["learning_rate", "momentum"]),
+    ],
+    ids=["adamw", "sgd"],
+)
+def test_changing_hyperparameters_100_times_compiles_once(factory, kwargs, changes):
+    tx = adaptx.inject_hyperparams(factory)(**kwargs)
+    traces = []
+
+    @jax.jit
+    def step(params, state):
+        traces.append(1)
+        u, state = tx.update(_grads(params, jnp.float32(1.0)), state, params)
+        return adaptx.apply_updates(params, u), state
+
+    params = _params()
+    state = tx.init(params)
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        new = {name: float(rng.uniform(0.01, 0.9)) for name in changes}
+        if "eps" in new:
+            new["eps"] = new["eps"] * 1e-6
+        state = adaptx.set_hyperparams(state, **new)
+        params, state = step(params, state)
+        for name, value in new.items():
+            np.testing.assert_allclose(state.hyperparams[name], value, rtol=1e-6)
+    assert len(traces) == 1, f"traced {len(traces)} times"
