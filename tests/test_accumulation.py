@@ -5,7 +5,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 import adaptx
@@ -113,15 +112,6 @@ def test_equals_one_big_batch_step():
     jax.tree.map(
         lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), accumulated, big
     )
-
-
-def test_matches_optax_multisteps():
-    x, y = _data()
-    minis = [(x[i : i + 8], y[i : i + 8]) for i in range(0, 32, 8)]
-    with jax.numpy_dtype_promotion("standard"):
-        theirs = _train(optax.MultiSteps(optax.adam(0.05), 4).gradient_transformation(), minis, 3)
-        ours = _train(adaptx.MultiSteps(optax.adam(0.05), 4), minis, 3)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5), ours, theirs)
 
 
 def test_validation():

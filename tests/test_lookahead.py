@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 import adaptx
@@ -50,22 +48,6 @@ def test_matches_the_paper(jit):
     want_fast, want_slow = _reference(np.zeros(2), 0.1, 3, 0.5, 10)
     np.testing.assert_allclose(np.array(fasts), want_fast, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.array(slows), want_slow, rtol=1e-5, atol=1e-6)
-
-
-def test_matches_optax_lookahead():
-    ours = adaptx.lookahead(optax.adam(0.05), 4, 0.6)
-    theirs = optax.lookahead(optax.adam(0.05), 4, 0.6)
-    p = jnp.array([0.5, 0.5])
-    lp = optax.LookaheadParams.init_synced(p)
-    s1, s2 = ours.init(p), theirs.init(lp)
-    with jax.numpy_dtype_promotion("standard"):
-        for _ in range(9):
-            u, s1 = ours.update(jnp.asarray(_grad(np.asarray(p)), jnp.float32), s1, p)
-            p = adaptx.apply_updates(p, u)
-            lu, s2 = theirs.update(jnp.asarray(_grad(np.asarray(lp.fast)), jnp.float32), s2, lp)
-            lp = optax.apply_updates(lp, lu)
-            np.testing.assert_allclose(p, lp.fast, rtol=1e-5)
-            np.testing.assert_allclose(s1.slow, lp.slow, rtol=1e-5)
 
 
 def test_reset_state_after_sync():
