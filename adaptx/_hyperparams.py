@@ -102,10 +102,11 @@ def inject_hyperparams(
     ``adaptx.adam`` and returns a transform whose state is an
     ``InjectHyperparamsState``: ``state.hyperparams["learning_rate"]`` (and
     ``b1``, ``b2``, ``eps``, ...) are float32 arrays. Change them between steps
-    with ``set_hyperparams`` (or by assigning arrays into the dict) without
-    recompiling the jitted step; read them for logging with
-    ``get_hyperparams``. With unchanged values the updates are bit-identical
-    to ``adaptx.adam`` with the same arguments.
+    with ``set_hyperparams`` (or by assigning float32 arrays into the dict)
+    without recompiling the jitted step; read them for logging with
+    ``get_hyperparams``. (Assigning a bare Python float works too, but it is
+    weakly typed, so ``jit`` traces the step once more.) With unchanged values
+    the updates are bit-identical to ``adaptx.adam`` with the same arguments.
 
     Which arguments become run-time values:
 
