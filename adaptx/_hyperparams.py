@@ -83,12 +83,15 @@ def _is_number(value: Any) -> bool:
 
 
 def _as_hyperparam(value: Any, dtype: Any) -> jax.Array:
-    """A number as an array: real floats and Python ints in ``dtype``, integer arrays kept."""
+    """A number as a new array: real floats and Python ints in ``dtype``, integer arrays kept.
+
+    Always a copy, so donating the state never deletes an array the caller passed in.
+    """
     if isinstance(value, (int, float, np.integer, np.floating)) or jnp.issubdtype(
         jnp.result_type(value), jnp.floating
     ):
-        return jnp.asarray(value, dtype)
-    return jnp.asarray(value)
+        return jnp.array(value, dtype, copy=True)
+    return jnp.array(value, copy=True)
 
 
 def inject_hyperparams(
@@ -206,12 +209,12 @@ def inject_hyperparams(
             hp.update({k: jnp.asarray(s(count), dtype) for k, s in schedules.items()})
             return hp
 
-        count0 = jnp.zeros((), jnp.int32)
-        _check_transform(build(current(count0, numeric, jnp.float32)), "inner_factory's result")
+        zero = lambda: jnp.zeros((), jnp.int32)  # a fresh buffer each time (donation)
+        _check_transform(build(current(zero(), numeric, jnp.float32)), "inner_factory's result")
 
         def init_fn(params: Params) -> InjectHyperparamsState:
-            hp = current(count0, numeric, hp_dtype(params))
-            return InjectHyperparamsState(count0, hp, build(hp).init(params))
+            hp = current(zero(), numeric, hp_dtype(params))
+            return InjectHyperparamsState(zero(), hp, build(hp).init(params))
 
         def update_fn(updates, state: InjectHyperparamsState, params=None, **extra_args):
             dtype = hp_dtype(updates if params is None else params)

@@ -226,3 +226,14 @@ def test_changing_hyperparameters_100_times_compiles_once(factory, kwargs, chang
         for name, value in new.items():
             np.testing.assert_allclose(state.hyperparams[name], value, rtol=1e-6)
     assert len(traces) == 1, f"traced {len(traces)} times"
+
+
+def test_donating_the_state_leaves_the_callers_values_alive():
+    lr = jnp.float32(0.1)
+    tx = adaptx.inject_hyperparams(adaptx.sgd)(lr, momentum=0.9)
+    step = jax.jit(lambda g, s: tx.update(g, s), donate_argnums=1)
+    params = jnp.ones(2)
+    for _ in range(2):  # the second init comes after a donation
+        updates, _ = step(params, tx.init(params))
+    np.testing.assert_allclose(updates, [-0.1, -0.1])
+    assert float(lr) == np.float32(0.1)
