@@ -139,10 +139,15 @@ def masked(inner: GradientTransformation, mask: MaskOrFn) -> GradientTransformat
     def update_fn(updates: Updates, state: MaskedState, params: Params | None = None, **extra_args):
         m = resolve_mask(mask, updates if params is None else params)
         inner_params = None if params is None else mask_tree(params, m)
+        inner_updates = mask_tree(updates, m)
         new, inner_state = call_update(
-            inner, mask_tree(updates, m), state.inner_state, inner_params, extra_args,
+            inner,
+            inner_updates,
+            state.inner_state,
+            inner_params,
+            extra_args,
             takes_extra=takes_extra,
-        )  # fmt: skip
+        )
         updates = _prefix_map(lambda b, n, u: n if b else u, m, new, updates)
         return updates, MaskedState(inner_state=inner_state)
 
