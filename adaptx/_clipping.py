@@ -13,10 +13,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from adaptx._base import GradientTransformation, stateless
-from adaptx._numerics import _widen, abs_sq, compute_dtype, hyperparam
+from adaptx._numerics import _widen, abs_sq, compute_dtype, hyperparam, widest_compute_dtype
 from adaptx._validate import check_nonnegative, check_positive
 
 
@@ -59,20 +58,6 @@ def clip(max_delta: float | jax.Array) -> GradientTransformation:
         return jnp.clip(u, -m, m)
 
     return stateless(lambda updates, params: jax.tree.map(f, updates))
-
-
-def widest_compute_dtype(tree: Any) -> np.dtype:
-    """The widest ``compute_dtype`` over the leaves of ``tree`` (float32 for none).
-
-    Chosen by size rather than ``jnp.promote_types``, which raises for
-    float32 and float64 under strict dtype promotion.
-    """
-    dtype = jnp.dtype(jnp.float32)
-    for x in jax.tree.leaves(tree):
-        cdt = compute_dtype(jnp.result_type(x))
-        if cdt.itemsize > dtype.itemsize:
-            dtype = cdt
-    return dtype
 
 
 def _sum_of_squares(tree: Any) -> jax.Array:

@@ -26,9 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from adaptx._base import GradientTransformation, OptState, Params, call_update
-from adaptx._clipping import widest_compute_dtype
 from adaptx._combine import _check_transform
-from adaptx._numerics import safe_increment
+from adaptx._numerics import safe_increment, widest_compute_dtype
 from adaptx._validate import check_decay, check_nonnegative
 
 
