@@ -78,10 +78,11 @@ from adaptx._adam_variants import scale_by_nadam as scale_by_nadam
 
 # --- end Adam family ------------------------------------------------------------
 # --- fused optimizer steps (perf) ---
+from adaptx._flat import FlatBuffer as FlatBuffer
 from adaptx._flat import FusedState as FusedState
 from adaptx._flat import fused_state_to_tree as fused_state_to_tree
 from adaptx._flat import tree_to_fused_state as tree_to_fused_state
-from adaptx._flat import unfused as unfused
+from adaptx._fuse import unfused as unfused
 from adaptx._radam import radam_rho as radam_rho
 from adaptx._radam import scale_by_radam as scale_by_radam
 from adaptx._weight_decay import add_decayed_weights as add_decayed_weights

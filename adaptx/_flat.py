@@ -1,389 +1,238 @@
-"""Fused optimizer steps: flat state and one native pass over every leaf.
+"""Flat optimizer state: one vector per per-parameter buffer, for every leaf at once.
 
-An optimizer built leaf by leaf costs XLA a few operations per parameter
-leaf, so its compile time and per-step overhead grow with the number of
-leaves, and XLA on CPU runs Adam as three passes over memory. ``fuse`` wraps
-such an optimizer (a ``chain`` the aliases build) so that, on CPU:
+The fused optimizers (``adam``, ``adamw``, ``sgd`` with momentum on CPU, see
+``_fuse.py``) keep their chain's state with every per-parameter buffer
+(Adam's ``mu`` and ``nu``, a momentum ``trace``) stored as one flat float32
+vector instead of one array per leaf. This module holds those state types
+and the conversions to and from the per-leaf layout:
 
-- its state is the same chain's state, but over *one flat float32 vector*
-  holding every parameter end to end (``FusedState``): two state arrays for
-  Adam instead of two per leaf;
-- ``update`` is one native kernel call over all the leaves (moments updated
-  in place), whatever their number;
-- ``apply_updates(params, updates)`` with those updates is one more in-place
-  pass over the parameters; the updates themselves are then never written
-  to memory.
-
-The numbers are the per-leaf chain's, bit for bit (``tests/test_flat.py``
-checks every fused optimizer against its per-leaf chain, jitted and not).
-
-When the fused path is not used (``init`` decides, from the parameters):
-params that are not all float32, params sharded over several devices (or
-placed on a non-CPU device), a hyper-parameter setting the kernel does not
-cover, no C compiler to build the kernels, ``ADAPTX_NATIVE=0``, or
-``unfused(tx)``. The state is then the per-leaf chain's and so is every
-step. A ``FusedState`` used where the kernels are not available (restored on
-a GPU machine, say) is updated by the same chain in pure JAX over the flat
-vector, with the same numbers.
+- ``FusedState``: the chain's state tuple, marking a fused state;
+- ``FlatBuffer``: a flat vector that still reads like the params
+  (``state[0].mu["w"]``);
+- ``fused_state_to_tree`` / ``tree_to_fused_state``: to and from the
+  per-leaf chain's state (the layout optax uses), e.g. for checkpoints.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from adaptx import _native
-from adaptx._base import GradientTransformation, OptState, Params, call_update
-from adaptx._numerics import hyperparam, is_concrete_number, one_minus_pow, safe_increment
+from adaptx._base import OptState, Params
 
 _F32 = jnp.dtype(jnp.float32)
 
 
-class FusedState(NamedTuple):
-    """State of a fused optimizer: its per-leaf chain's state over one flat vector.
+class FusedState(tuple):
+    """State of a fused optimizer: its per-leaf chain's state, over flat buffers.
+
+    A tuple with the entries of the chain's state (``state[0]`` is
+    ``scale_by_adam``'s ``ScaleByAdamState`` for ``adam``, ``trace``'s
+    ``TraceState`` for ``sgd``, ...), except that every per-parameter buffer
+    (Adam's ``mu`` and ``nu``, a momentum ``trace``) is one 1-D float32 array
+    holding all the parameters' entries end to end, in
+    ``jax.tree.leaves(params)`` order. So ``state[0].mu`` reads as before, as
+    a flat vector; ``fused_state_to_tree`` gives the per-leaf chain's state.
+
+    A pytree node whose children are the tuple's entries (key paths
+    ``[0]``, ``[1]``, ... as for the chain's tuple).
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"FusedState{tuple.__repr__(self)}"
+
+
+jax.tree_util.register_pytree_with_keys(
+    FusedState,
+    lambda s: (tuple((jax.tree_util.SequenceKey(i), x) for i, x in enumerate(s)), None),
+    lambda _, children: FusedState(children),
+    lambda s: (tuple(s), None),
+)
+
+
+class Layout:
+    """The params' tree structure and leaf shapes; hashed once (it is pytree aux data)."""
+
+    __slots__ = ("_hash", "shapes", "treedef")
+
+    def __init__(self, treedef: Any, shapes: tuple) -> None:
+        self.treedef, self.shapes = treedef, shapes
+        self._hash = hash((treedef, shapes))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or (
+            isinstance(other, Layout)
+            and self._hash == other._hash
+            and self.treedef == other.treedef
+            and self.shapes == other.shapes
+        )
+
+    @classmethod
+    def of(cls, tree: Any) -> Layout:
+        leaves, treedef = jax.tree.flatten(tree)
+        return cls(treedef, tuple(tuple(jnp.shape(x)) for x in leaves))
+
+
+class FlatBuffer:
+    """A per-parameter buffer of a fused optimizer: one flat vector for all the leaves.
+
+    ``flat`` is a 1-D float32 array holding the buffer's entries for every
+    parameter leaf end to end (in ``jax.tree.leaves(params)`` order). Index it
+    like the params to read one leaf's entries (``state[0].mu["w"]`` or
+    ``state[0].mu["layer"]["w"]``, a reshaped copy), or call ``tree()`` for
+    the whole params-like tree; when the params are a single array, index
+    the buffer as that array. ``np.asarray(buffer)`` gives the values (the
+    single array's shape, else flat). A pytree node with the single child
+    ``flat``.
 
     Attributes:
-      inner: the state the per-leaf chain would have, except that every
-        per-parameter buffer (Adam's ``mu`` and ``nu``, a momentum ``trace``)
-        is one 1-D float32 array holding all the parameters' entries end to
-        end, in ``jax.tree.leaves(params)`` order. ``fused_state_to_tree``
-        turns it into the per-leaf chain's state.
+      flat: the 1-D array.
     """
 
-    inner: OptState
+    __slots__ = ("flat", "layout")
 
+    def __init__(self, flat: jax.Array, layout: Layout) -> None:
+        self.flat = flat
+        self.layout = layout
 
-# --- kernels ---------------------------------------------------------------------------
+    def tree(self) -> Any:
+        """The buffer as a tree with the params' structure and shapes."""
+        return jax.tree.unflatten(self.layout.treedef, split_flat(self.flat, self.layout.shapes))
 
+    def __getitem__(self, key: Any) -> Any:
+        if self.layout.treedef.num_nodes == 1:  # params is one array: index that array
+            return self.tree()[key]
+        n = len(self.layout.shapes)
+        index = jax.tree.unflatten(self.layout.treedef, list(range(n)))[key]
+        offsets = np.cumsum([0] + [int(np.prod(s)) for s in self.layout.shapes])
 
-def _lr_scalar(lr_tx: GradientTransformation, lr_state: OptState) -> tuple[jax.Array, OptState]:
-    """The learning-rate stage's multiplier this step, and its new state.
+        def leaf(i: int) -> jax.Array:
+            return jnp.reshape(self.flat[offsets[i] : offsets[i + 1]], self.layout.shapes[i])
 
-    Probed by running the stage on a one-element vector of ones: the result is
-    exactly the multiplier the stage applies to every update (``s * 1 == s``),
-    for a number, an array or a schedule alike.
-    """
-    out, new_state = lr_tx.update(jnp.ones((1,), _F32), lr_state)
-    return jnp.reshape(out, ()).astype(_F32), new_state
+        return jax.tree.map(leaf, index)
 
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        """The buffer as params is one array, else the flat vector."""
+        del copy
+        value = self.tree() if self.layout.treedef.num_nodes == 1 else self.flat
+        return np.asarray(value, dtype=dtype)
 
-def _exact_jit(*trees: Any) -> bool:
-    """Whether we are being traced (jit): XLA then fuses and contracts the per-leaf maths."""
-    return any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(trees))
+    def __repr__(self) -> str:
+        return f"FlatBuffer({self.flat!r})"
 
-
-@dataclasses.dataclass(frozen=True)
-class _AdamKernel:
-    """``chain(scale_by_adam(b1, b2, eps, eps_root), [add_decayed_weights(wd)], lr)``."""
-
-    b1: Any
-    b2: Any
-    eps: Any
-    eps_root: Any
-    lr_tx: GradientTransformation
-    weight_decay: Any = None
-
-    @property
-    def needs_params(self) -> bool:
-        return self.weight_decay is not None
-
-    def step(self, state: tuple, grads: list, params: list | None, exact: bool):
-        adam, *middle, lr_state = state
-        count = safe_increment(adam.count)
-        d1, d2 = hyperparam(self.b1, _F32), hyperparam(self.b2, _F32)
-        r1 = 1 / one_minus_pow(self.b1, count, _F32)
-        r2 = 1 / one_minus_pow(self.b2, count, _F32)
-        lr, lr_state = _lr_scalar(self.lr_tx, lr_state)
-        wd = hyperparam(0.0 if self.weight_decay is None else self.weight_decay, _F32)
-        scalars = jnp.stack(
-            [
-                d1,
-                1 - d1,
-                d2,
-                1 - d2,
-                r1,
-                r2,
-                hyperparam(self.eps, _F32),
-                hyperparam(self.eps_root, _F32),
-                lr,
-                wd,
-            ]
-        )
-        mu, nu = _native.adam_moments(scalars, adam.mu, adam.nu, grads, exact_jit=exact)
-        decay = self.weight_decay is not None
-        updates = _native.adam_out(
-            scalars, mu, nu, grads, params, apply=False, decay=decay, exact_jit=exact
+    def __eq__(self, other: object) -> bool:  # as a NamedTuple of (flat,) compares
+        return isinstance(other, FlatBuffer) and (self.layout, self.flat) == (
+            other.layout,
+            other.flat,
         )
 
-        def apply(p_leaves):
-            return _native.adam_out(
-                scalars, mu, nu, p_leaves, p_leaves, apply=True, decay=decay, exact_jit=exact
-            )
-
-        new_state = (adam._replace(count=count, mu=mu, nu=nu), *middle, lr_state)
-        return updates, new_state, apply
+    __hash__ = None  # type: ignore[assignment]
 
 
-@dataclasses.dataclass(frozen=True)
-class _MomentumKernel:
-    """``chain(trace(momentum, nesterov), lr)``: heavy-ball or Nesterov SGD."""
-
-    momentum: Any
-    nesterov: bool
-    lr_tx: GradientTransformation
-
-    needs_params = False
-
-    def step(self, state: tuple, grads: list, params: list | None, exact: bool):
-        trace_state, lr_state = state
-        lr, lr_state = _lr_scalar(self.lr_tx, lr_state)
-        scalars = jnp.stack([hyperparam(self.momentum, _F32), lr])
-        buf = _native.momentum_buffer(scalars, trace_state.trace, grads, exact_jit=exact)
-        updates = _native.momentum_out(
-            scalars, buf, grads, grads, None, apply=False, nesterov=self.nesterov, exact_jit=exact
-        )
-
-        def apply(p_leaves):
-            return _native.momentum_out(
-                scalars,
-                buf,
-                p_leaves,
-                grads,
-                p_leaves,
-                apply=True,
-                nesterov=self.nesterov,
-                exact_jit=exact,
-            )
-
-        return updates, (trace_state._replace(trace=buf), lr_state), apply
+jax.tree_util.register_pytree_with_keys(
+    FlatBuffer,
+    lambda b: (((jax.tree_util.GetAttrKey("flat"), b.flat),), b.layout),
+    lambda layout, children: FlatBuffer(children[0], layout),
+    lambda b: ((b.flat,), b.layout),
+)
 
 
-def adam_kernel(
-    b1: Any,
-    b2: Any,
-    eps: Any,
-    eps_root: Any,
-    learning_rate: Any,
-    *,
-    weight_decay: Any = None,
-    mu_dtype: Any = None,
-    nu_dtype: Any = None,
-    b1_decay: Any = None,
-    nesterov: bool = False,
-    mask: Any = None,
-) -> _AdamKernel | None:
-    """The fused kernel for ``adam`` / ``adamw`` with these arguments, or ``None``.
-
-    ``None`` (no fusion) for settings the kernel does not cover: moment dtypes
-    other than the parameters', ``b1_decay``, ``nesterov``, a weight-decay
-    ``mask``, and a non-zero ``eps_root`` (its purpose is differentiating
-    through the update, which the native kernel does not support).
-    """
-    from adaptx._scale import scale_by_learning_rate
-
-    if mu_dtype is not None or nu_dtype is not None or b1_decay is not None or nesterov:
-        return None
-    if mask is not None or not (is_concrete_number(eps_root) and float(eps_root) == 0.0):
-        return None
-    return _AdamKernel(b1, b2, eps, eps_root, scale_by_learning_rate(learning_rate), weight_decay)
+def _is_buffer(x: Any) -> bool:
+    return isinstance(x, FlatBuffer)
 
 
-def momentum_kernel(
-    learning_rate: Any, momentum: Any, *, nesterov: bool = False, accumulator_dtype: Any = None
-) -> _MomentumKernel | None:
-    """The fused kernel for ``sgd`` with momentum, or ``None`` (no momentum, or a buffer dtype)."""
-    from adaptx._scale import scale_by_learning_rate
-
-    if momentum is None or accumulator_dtype is not None:
-        return None
-    return _MomentumKernel(momentum, nesterov, scale_by_learning_rate(learning_rate))
+def unwrap_buffers(state: Any) -> Any:
+    """The state with every ``FlatBuffer`` replaced by its flat array."""
+    return jax.tree.map(lambda x: x.flat if _is_buffer(x) else x, state, is_leaf=_is_buffer)
 
 
-# --- the fused transformation -------------------------------------------------------------
+def wrap_buffers(state: Any, layout: Layout, total: int) -> Any:
+    """The state with every flat per-parameter array (1-D, ``total`` long) in a ``FlatBuffer``."""
+
+    def wrap(x: Any) -> Any:
+        if _is_buffer(x):
+            return x
+        if jnp.ndim(x) == 1 and jnp.size(x) == total:
+            return FlatBuffer(x, layout)
+        return x
+
+    return jax.tree.map(wrap, state, is_leaf=_is_buffer)
 
 
-_UNFUSED_ATTR = "_adaptx_unfused"
-
-
-def _uses_native(leaves: list) -> bool:
-    """Whether these parameter leaves take the fused path (decided by ``init``)."""
-    if not leaves:
-        return False
-    for x in leaves:
-        if jnp.result_type(x) != _F32:
-            return False
-        if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer):
-            devices = x.sharding.device_set
-            if len(devices) != 1 or next(iter(devices)).platform != "cpu":
-                return False
-        elif jax.default_backend() != "cpu":
-            return False
-    return _native.available()
-
-
-def _native_now(leaves: list) -> bool:
-    """Whether the kernels can run on these update leaves now (else: pure JAX, same numbers)."""
-    for x in leaves:
-        if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer):
-            if any(d.platform != "cpu" for d in x.sharding.device_set):
-                return False
-        elif jax.default_backend() != "cpu":
-            return False
-    return _native.available()
-
-
-def _concat(leaves: list) -> jax.Array:
+def concat_leaves(leaves: list) -> jax.Array:
     return jnp.concatenate([jnp.ravel(x) for x in leaves]) if leaves else jnp.zeros((0,), _F32)
 
 
-def _split(flat: jax.Array, like: list) -> list:
+def split_flat(flat: jax.Array, shapes: Any) -> list:
+    """``flat`` cut into consecutive pieces of the given shapes."""
     out, start = [], 0
-    for x in like:
-        n = int(jnp.size(x))
-        out.append(jnp.reshape(flat[start : start + n], jnp.shape(x)))
+    for shape in shapes:
+        n = int(np.prod(shape))
+        out.append(jnp.reshape(flat[start : start + n], shape))
         start += n
     return out
 
 
-def fuse(inner: GradientTransformation, kernel: Any) -> GradientTransformation:
-    """``inner`` with a flat state and a native update on CPU; ``inner`` if ``kernel`` is None.
+def fused_state_to_tree(state: OptState) -> OptState:
+    """The per-leaf chain's state equivalent to a fused one (other states unchanged).
+
+    Every ``FlatBuffer`` becomes a tree with the params' structure and shapes
+    and every ``FusedState`` the plain tuple of its chain:
+    ``fused_state_to_tree(adaptx.adam(lr).init(params))`` is exactly
+    ``adaptx.unfused(adaptx.adam(lr)).init(params)``, the layout optax uses
+    too. For checkpoints that any adaptx (or optax) optimizer state can read;
+    ``tree_to_fused_state`` goes back.
 
     Args:
-      inner: the per-leaf chain (``adam``'s, ``sgd``'s, ...).
-      kernel: its fused kernel (``adam_kernel(...)``, ``momentum_kernel(...)``),
-        built from the same hyper-parameters; ``None`` for no fusion.
+      state: an optimizer state, fused or not, possibly nested in others.
 
     Returns:
-      A ``GradientTransformation`` with the same numbers as ``inner``.
-    """
-    if kernel is None:
-        return inner
-
-    def init_fn(params: Params) -> OptState:
-        leaves = jax.tree.leaves(params)
-        if not _uses_native(leaves):
-            return inner.init(params)
-        total = sum(int(jnp.size(x)) for x in leaves)
-        return FusedState(inner=inner.init(jnp.zeros((total,), _F32)))
-
-    def update_fn(updates, state, params=None, **extra_args):
-        if not isinstance(state, FusedState):
-            return call_update(inner, updates, state, params, extra_args, takes_extra=True)
-        leaves, treedef = jax.tree.flatten(updates)
-        _check_layout(leaves, state)
-        p_leaves = None
-        if kernel.needs_params and params is not None:
-            p_leaves = jax.tree.leaves(params)
-        if _native_now(leaves) and (p_leaves is not None or not kernel.needs_params):
-            exact = _exact_jit(leaves, state, p_leaves)
-            new_leaves, inner_state, apply = kernel.step(state.inner, leaves, p_leaves, exact)
-            _native.remember(
-                new_leaves,
-                _native.PendingUpdates(
-                    apply, len(new_leaves), tuple(p_leaves) if kernel.needs_params else None
-                ),
-            )
-        else:  # same chain, pure JAX, over the flat vector
-            flat_params = None if p_leaves is None else _concat(p_leaves)
-            flat_updates, inner_state = call_update(
-                inner, _concat(leaves), state.inner, flat_params, extra_args, takes_extra=True
-            )
-            new_leaves = _split(flat_updates, leaves)
-        return jax.tree.unflatten(treedef, new_leaves), FusedState(inner=inner_state)
-
-    setattr(update_fn, _UNFUSED_ATTR, inner)
-    return GradientTransformation(init_fn, update_fn)
-
-
-def _check_layout(leaves: list, state: FusedState) -> None:
-    sizes = {int(jnp.size(x)) for x in jax.tree.leaves(state.inner) if jnp.ndim(x) == 1}
-    total = sum(int(jnp.size(x)) for x in leaves)
-    bad = sorted({str(jnp.result_type(x)) for x in leaves if jnp.result_type(x) != _F32})
-    if bad or sizes != {total}:
-        made = " or ".join(str(n) for n in sorted(sizes))
-        raise ValueError(
-            f"this fused optimizer's state was made for float32 params with {made} entries "
-            f"in all, but got updates with {total} entries"
-            + (f" and dtypes {bad}" if bad else "")
-            + "; init the optimizer on params with the same leaves as the updates"
-        )
-
-
-def unfused(tx: GradientTransformation) -> GradientTransformation:
-    """The per-leaf version of a fused optimizer (``tx`` itself if it is not fused).
-
-    Use it to opt out of the fused path: its state is the per-leaf chain's
-    (one buffer per leaf, as optax keeps it) and every step runs in JAX.
-
-    Args:
-      tx: an optimizer, e.g. ``adaptx.adam(1e-3)``.
-
-    Returns:
-      A ``GradientTransformation`` with the same numbers.
+      The state with per-leaf buffers.
 
     Example:
+      >>> import jax
       >>> import jax.numpy as jnp
       >>> import adaptx
-      >>> tx = adaptx.unfused(adaptx.sgd(0.1, momentum=0.9))
-      >>> type(tx.init({"w": jnp.zeros(2)})[0]).__name__
-      'TraceState'
+      >>> params = {"a": jnp.ones(2), "b": jnp.ones((3, 1))}
+      >>> state = adaptx.sgd(0.1, momentum=0.9).init(params)
+      >>> state[0].trace.shape  # one flat buffer
+      (5,)
+      >>> jax.tree.map(jnp.shape, adaptx.fused_state_to_tree(state)[0].trace)
+      {'a': (2,), 'b': (3, 1)}
     """
-    return getattr(tx.update, _UNFUSED_ATTR, tx)
 
-
-def fused_state_to_tree(state: OptState, params: Params) -> OptState:
-    """The per-leaf chain's state equivalent to a ``FusedState`` (others unchanged).
-
-    Every flat buffer is split into a tree with the structure and shapes of
-    ``params``: ``fused_state_to_tree(state, params)[0].mu`` of a fused
-    ``adam`` is ``mu`` as the per-leaf ``adam`` (and optax) keep it. Useful
-    to inspect the moments or to write a checkpoint that ``unfused(tx)``
-    (or optax) can read; ``tree_to_fused_state`` goes back.
-
-    Args:
-      state: a state of a fused optimizer (or anything else, returned as is).
-      params: the params the optimizer was initialised with (or their shapes).
-
-    Returns:
-      The state, with ``FusedState(inner)`` replaced by ``inner`` whose flat
-      buffers are params-like trees.
-
-    Example:
-      >>> import jax.numpy as jnp
-      >>> import adaptx
-      >>> params = {"a": jnp.ones(2), "b": jnp.ones(3)}
-      >>> tx = adaptx.sgd(0.1, momentum=0.9)
-      >>> state = tx.init(params)
-      >>> tree = adaptx.fused_state_to_tree(state, params)
-      >>> jax.tree.map(jnp.shape, tree[0].trace)
-      {'a': (2,), 'b': (3,)}
-    """
-    leaves, treedef = jax.tree.flatten(params)
-    total = sum(int(jnp.size(x)) for x in leaves)
-
-    def split(x):
-        if jnp.ndim(x) == 1 and jnp.size(x) == total:
-            return jax.tree.unflatten(treedef, _split(x, leaves))
+    def convert(x: Any) -> Any:
+        if _is_buffer(x):
+            return x.tree()
+        if isinstance(x, FusedState):
+            return tuple(jax.tree.map(convert, tuple(x), is_leaf=_is_fused_or_buffer))
         return x
 
-    def convert(s):
-        return jax.tree.map(split, s.inner) if isinstance(s, FusedState) else s
+    return jax.tree.map(convert, state, is_leaf=_is_fused_or_buffer)
 
-    return jax.tree.map(convert, state, is_leaf=lambda s: isinstance(s, FusedState))
+
+def _is_fused_or_buffer(x: Any) -> bool:
+    return isinstance(x, FusedState) or _is_buffer(x)
 
 
 def tree_to_fused_state(state: OptState, params: Params) -> FusedState:
-    """The inverse of ``fused_state_to_tree``: a per-leaf chain state made flat.
+    """The inverse of ``fused_state_to_tree`` for one fused optimizer's state.
 
     Args:
-      state: the per-leaf chain's state (``unfused(tx).init(params)``'s structure).
+      state: the per-leaf chain's state (the structure of
+        ``adaptx.unfused(tx).init(params)``), e.g. restored from a checkpoint.
       params: params with the structure and shapes of those the state is for.
 
     Returns:
-      A ``FusedState`` for the fused optimizer.
+      The ``FusedState`` the fused ``tx`` would have, with the same values.
 
     Example:
       >>> import jax.numpy as jnp
@@ -391,22 +240,27 @@ def tree_to_fused_state(state: OptState, params: Params) -> FusedState:
       >>> params = {"a": jnp.ones(2), "b": jnp.ones(3)}
       >>> tx = adaptx.sgd(0.1, momentum=0.9)
       >>> per_leaf = adaptx.unfused(tx).init(params)
-      >>> adaptx.tree_to_fused_state(per_leaf, params).inner[0].trace.shape
+      >>> adaptx.tree_to_fused_state(per_leaf, params)[0].trace.flat.shape
       (5,)
     """
-    leaves, treedef = jax.tree.flatten(params)
-    shapes = [jnp.shape(x) for x in leaves]
+    layout = Layout.of(params)
+    total = sum(int(np.prod(shape)) for shape in layout.shapes)
 
-    def params_like(x) -> bool:
+    def params_like(x: Any) -> bool:
         try:
-            sub, sub_def = jax.tree.flatten(x)
+            leaves, treedef = jax.tree.flatten(x)
         except TypeError:
             return False
-        return sub_def == treedef and [jnp.shape(y) for y in sub] == shapes
+        if treedef != layout.treedef or len(leaves) != len(layout.shapes):
+            return False
+        return all(tuple(jnp.shape(y)) == s for y, s in zip(leaves, layout.shapes))
 
-    def join(x):
+    def join(x: Any) -> Any:
         if params_like(x):
-            return _concat(jax.tree.leaves(x)).astype(_F32)
+            flat = concat_leaves(jax.tree.leaves(x)).astype(_F32)
+            return FlatBuffer(flat, layout)
         return x
 
-    return FusedState(inner=jax.tree.map(join, state, is_leaf=params_like))
+    return FusedState(
+        wrap_buffers(jax.tree.map(join, tuple(state), is_leaf=params_like), layout, total)
+    )

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from adaptx._base import GradientTransformation, Params, ScalarOrSchedule, Updates, identity
 from adaptx._combine import chain
-from adaptx._flat import fuse, momentum_kernel
+from adaptx._fuse import fuse, momentum_kernel
 from adaptx._numerics import (
     _wide,
     bias_correction,
@@ -320,7 +320,7 @@ def sgd(
     if momentum is not None:
         check_nonnegative("momentum", momentum)
     check_nesterov(momentum, nesterov)
-    return fuse(  # one native pass on CPU, same numbers (adaptx._flat)
+    return fuse(  # one native pass on CPU, same numbers (adaptx._fuse)
         chain(
             trace(momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype)
             if momentum is not None

@@ -1,4 +1,4 @@
-"""The fused path (``adaptx._flat``, native kernels) gives the per-leaf chain's numbers.
+"""The fused path (``adaptx._fuse``, native kernels) gives the per-leaf chain's numbers.
 
 How close, and why:
 
@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import adaptx
-from adaptx import _flat, _native
+from adaptx import _fuse, _native
 
 ADAM_ULP = 8  # measured: at most 5, mostly 0 to 2
 
@@ -121,7 +121,7 @@ def test_fused_matches_per_leaf_jitted(name):
     _check(fused[2], per_leaf[2], exact, what="updates")
     # The moments are bit-identical for every optimizer.
     np.testing.assert_equal(
-        jax.tree.map(np.asarray, adaptx.fused_state_to_tree(fused[1], params)),
+        jax.tree.map(np.asarray, adaptx.fused_state_to_tree(fused[1])),
         jax.tree.map(np.asarray, per_leaf[1]),
     )
 
@@ -163,7 +163,7 @@ def test_pure_jax_flat_path_matches(name, monkeypatch):
     tx = make()
     state = tx.init(params)
     assert isinstance(state, adaptx.FusedState)
-    monkeypatch.setattr(_flat, "_native_now", lambda leaves: False)
+    monkeypatch.setattr(_fuse, "_native_now", lambda leaves: False)
 
     @jax.jit
     def step(p, s, g):
@@ -181,7 +181,7 @@ def test_pure_jax_flat_path_matches(name, monkeypatch):
     # One flat leaf instead of many: XLA's rewrites of the chain may differ.
     exact = exact if exact is not True else False
     _check(p1, p2, exact, steps=3, what="params", updates=ref_updates)
-    _check(adaptx.fused_state_to_tree(s1, params), s2, exact, steps=3, what="state")
+    _check(adaptx.fused_state_to_tree(s1), s2, exact, steps=3, what="state")
 
 
 def test_per_leaf_adam_depends_on_the_tree():
@@ -207,8 +207,10 @@ def test_fused_state_is_flat():
     params = _params(SMALL)
     state = adaptx.adam(1e-3).init(params)
     assert isinstance(state, adaptx.FusedState)
-    adam_state = state.inner[0]
-    assert adam_state.mu.shape == adam_state.nu.shape == (sum(np.size(x) for x in params.values()),)
+    adam_state = state[0]
+    total = sum(np.size(x) for x in params.values())
+    assert adam_state.mu.flat.shape == adam_state.nu.flat.shape == (total,)
+    assert isinstance(adam_state.mu, adaptx.FlatBuffer)
     assert adam_state.count.dtype == jnp.int32
 
 
@@ -232,14 +234,13 @@ def test_not_fused_for_other_dtypes(params):
 @pytest.mark.parametrize(
     "make",
     [
-        lambda: adaptx.adam(1e-3, eps_root=1e-8),
         lambda: adaptx.adam(1e-3, mu_dtype=jnp.bfloat16),
         lambda: adaptx.adam(1e-3, nesterov=True),
         lambda: adaptx.adamw(1e-3, mask={"w": True, "b": False}),
         lambda: adaptx.sgd(0.1),
         lambda: adaptx.sgd(0.1, momentum=0.9, accumulator_dtype=jnp.float32),
     ],
-    ids=["eps_root", "mu_dtype", "nadam", "mask", "no momentum", "accumulator_dtype"],
+    ids=["mu_dtype", "nadam", "mask", "no momentum", "accumulator_dtype"],
 )
 def test_settings_the_kernels_do_not_cover_stay_per_leaf(make):
     tx = make()
@@ -283,7 +284,7 @@ def test_state_round_trip_and_checkpoint_portability():
         p = adaptx.apply_updates(p, u)
     fused_state = adaptx.tree_to_fused_state(s, params)
     assert isinstance(fused_state, adaptx.FusedState)
-    back = adaptx.fused_state_to_tree(fused_state, params)
+    back = adaptx.fused_state_to_tree(fused_state)
     np.testing.assert_equal(jax.tree.map(np.asarray, back), jax.tree.map(np.asarray, s))
     p1, p2, s1, s2 = p, p, fused_state, s
     ref_updates = []
@@ -294,7 +295,7 @@ def test_state_round_trip_and_checkpoint_portability():
         p2 = adaptx.apply_updates(p2, u2)
         ref_updates.append(u2)
     _check(p1, p2, "decay", steps=2, what="params", updates=ref_updates)
-    _check(adaptx.fused_state_to_tree(s1, params), s2, exact=True)
+    _check(adaptx.fused_state_to_tree(s1), s2, exact=True)
 
 
 def test_state_for_other_params_is_an_error():
@@ -345,3 +346,47 @@ def test_compiled_step_size_does_not_grow_with_the_leaves():
 
     small, large = ops(10), ops(300)
     assert large <= small + 3, (small, large)  # only more in-place calls of 128 leaves
+
+
+# --- reading the state, wrappers -----------------------------------------------------------
+
+
+def test_flat_buffers_read_like_the_params():
+    params = {
+        "layer": {"w": jnp.ones((2, 3)), "b": jnp.ones(3)},
+        "out": [jnp.ones(4), jnp.ones(())],
+    }
+    grads = jax.tree.map(lambda x: x * 0.5, params)
+    tx = adaptx.adam(1e-2)
+    _, state = tx.update(grads, tx.init(params), params)
+    _, ref = adaptx.unfused(tx).update(grads, adaptx.unfused(tx).init(params), params)
+    mu = state[0].mu
+    np.testing.assert_array_equal(mu["layer"]["w"], ref[0].mu["layer"]["w"])
+    np.testing.assert_array_equal(mu["out"][1], ref[0].mu["out"][1])
+    jax.tree.map(np.testing.assert_array_equal, mu["layer"], ref[0].mu["layer"])
+    jax.tree.map(np.testing.assert_array_equal, mu.tree(), ref[0].mu)
+    assert int(state[0].count) == 1
+    paths = [jax.tree_util.keystr(k) for k, _ in jax.tree_util.tree_flatten_with_path(state)[0]]
+    assert paths == ["[0].count", "[0].mu.flat", "[0].nu.flat"]
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "unfused"])
+def test_masked_and_injected_adam(fused):
+    params = _params(SMALL)
+    mask = jax.tree.map(lambda x: np.ndim(x) == 2, params)
+    per = (lambda t: t) if fused else adaptx.unfused
+    txs = {
+        "masked": adaptx.masked(per(adaptx.adam(1e-2)), mask),
+        "injected": adaptx.inject_hyperparams(adaptx.adam)(1e-2),
+    }
+    refs = {
+        "masked": adaptx.masked(adaptx.unfused(adaptx.adam(1e-2)), mask),
+        "injected": adaptx.unfused(adaptx.adam(1e-2)),
+    }
+    for name, tx in txs.items():
+        p, s, u = _run(tx, params, 3, jit=True)
+        inner = s.inner_state
+        assert isinstance(inner, adaptx.FusedState) == (fused or name == "injected"), name
+        rp, _, ru = _run(refs[name], params, 3, jit=True)
+        _check(u, ru, False, what=f"{name} updates")
+        _check(p, rp, False, steps=3, what=f"{name} params", updates=ru)

@@ -1,0 +1,328 @@
+"""Fused optimizer steps: a flat state and one native pass over every leaf.
+
+An optimizer built leaf by leaf costs XLA several operations per parameter
+leaf: its compile time and its per-step overhead grow with the number of
+leaves, and on CPU XLA runs Adam as three passes over memory. ``fuse`` wraps
+such a chain (the aliases ``adam``, ``adamw`` and ``sgd`` with momentum do it
+by default) so that, on CPU:
+
+- its state is the chain's state with every per-parameter buffer kept as one
+  flat float32 vector (``FusedState``, ``FlatBuffer`` in ``_flat.py``): two
+  state arrays for Adam whatever the number of leaves;
+- ``update`` is one native kernel call over all the leaves (the moments are
+  updated in place);
+- ``apply_updates(params, updates)`` given those very updates is one more
+  in-place pass over the parameters (a kernel call per 128 leaves); the
+  updates are then never written to memory at all.
+
+**Numbers.** Those of the per-leaf chain (``unfused(tx)``), operation by
+operation: SGD with momentum and every moment are bit-identical; Adam's and
+AdamW's updates agree to within a few units in the last place, because XLA
+itself rewrites the per-leaf Adam arithmetic differently depending on the
+rest of the graph (``tests/test_flat.py`` proves both and shows the latter).
+
+**When it applies.** ``init`` decides, from the params: all float32, on one
+CPU device, the kernels available (built at install time, or on first use
+with the system C compiler), and settings the kernels cover (see
+``adam_kernel`` and ``momentum_kernel``). Otherwise, and with
+``unfused(tx)`` or ``ADAPTX_NATIVE=0``, the state and every step are the
+per-leaf chain's. In particular params sharded over several devices (or on
+a GPU) get the per-leaf path, decided at ``init`` from their shardings; an
+``init`` traced under ``jit`` sees no sharding and decides from the default
+backend, so call ``init`` on the placed params, or use ``unfused``. A
+``FusedState`` updated where the kernels cannot run (restored on a GPU
+machine, say) goes through the same chain in pure JAX over the flat vector.
+
+**Not supported on the fused path:** differentiating through ``update``
+(the kernels have no derivative rule; use ``unfused(tx)``) and ``vmap``
+over optimizer states (it runs, one call per batch entry).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from adaptx import _native
+from adaptx._base import GradientTransformation, OptState, Params, call_update
+from adaptx._flat import FusedState, Layout, concat_leaves, split_flat, unwrap_buffers, wrap_buffers
+from adaptx._numerics import hyperparam, one_minus_pow, safe_increment
+
+_F32 = jnp.dtype(jnp.float32)
+
+
+# --- kernels ---------------------------------------------------------------------------
+
+
+def _lr_scalar(lr_tx: GradientTransformation, lr_state: OptState) -> tuple[jax.Array, OptState]:
+    """The learning-rate stage's multiplier this step, and its new state.
+
+    Probed by running the stage on a one-element vector of ones: the result is
+    exactly the multiplier the stage applies to every update (``s * 1 == s``),
+    for a number, an array or a schedule alike.
+    """
+    out, new_state = lr_tx.update(jnp.ones((1,), _F32), lr_state)
+    return jnp.reshape(out, ()).astype(_F32), new_state
+
+
+def _exact_jit(*trees: Any) -> bool:
+    """Whether we are being traced (jit): XLA then fuses and contracts the per-leaf maths."""
+    return any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(trees))
+
+
+@dataclasses.dataclass(frozen=True)
+class _AdamKernel:
+    """``chain(scale_by_adam(b1, b2, eps, eps_root), [add_decayed_weights(wd)], lr)``."""
+
+    b1: Any
+    b2: Any
+    eps: Any
+    eps_root: Any
+    lr_tx: GradientTransformation
+    weight_decay: Any = None
+
+    @property
+    def needs_params(self) -> bool:
+        return self.weight_decay is not None
+
+    def step(self, state: tuple, grads: list, params: list | None, exact: bool):
+        adam, *middle, lr_state = state
+        count = safe_increment(adam.count)
+        d1, d2 = hyperparam(self.b1, _F32), hyperparam(self.b2, _F32)
+        r1 = 1 / one_minus_pow(self.b1, count, _F32)
+        r2 = 1 / one_minus_pow(self.b2, count, _F32)
+        lr, lr_state = _lr_scalar(self.lr_tx, lr_state)
+        wd = hyperparam(0.0 if self.weight_decay is None else self.weight_decay, _F32)
+        scalars = jnp.stack(
+            [
+                d1,
+                1 - d1,
+                d2,
+                1 - d2,
+                r1,
+                r2,
+                hyperparam(self.eps, _F32),
+                hyperparam(self.eps_root, _F32),
+                lr,
+                wd,
+            ]
+        )
+        mu, nu = _native.adam_moments(scalars, adam.mu, adam.nu, grads, exact_jit=exact)
+        decay = self.weight_decay is not None
+        updates = _native.adam_out(
+            scalars, mu, nu, grads, params, apply=False, decay=decay, exact_jit=exact
+        )
+
+        def apply(p_leaves):
+            return _native.adam_out(
+                scalars, mu, nu, p_leaves, p_leaves, apply=True, decay=decay, exact_jit=exact
+            )
+
+        new_state = (adam._replace(count=count, mu=mu, nu=nu), *middle, lr_state)
+        return updates, new_state, apply
+
+
+@dataclasses.dataclass(frozen=True)
+class _MomentumKernel:
+    """``chain(trace(momentum, nesterov), lr)``: heavy-ball or Nesterov SGD."""
+
+    momentum: Any
+    nesterov: bool
+    lr_tx: GradientTransformation
+
+    needs_params = False
+
+    def step(self, state: tuple, grads: list, params: list | None, exact: bool):
+        trace_state, lr_state = state
+        lr, lr_state = _lr_scalar(self.lr_tx, lr_state)
+        scalars = jnp.stack([hyperparam(self.momentum, _F32), lr])
+        buf = _native.momentum_buffer(scalars, trace_state.trace, grads, exact_jit=exact)
+        updates = _native.momentum_out(
+            scalars, buf, grads, grads, None, apply=False, nesterov=self.nesterov, exact_jit=exact
+        )
+
+        def apply(p_leaves):
+            return _native.momentum_out(
+                scalars,
+                buf,
+                p_leaves,
+                grads,
+                p_leaves,
+                apply=True,
+                nesterov=self.nesterov,
+                exact_jit=exact,
+            )
+
+        return updates, (trace_state._replace(trace=buf), lr_state), apply
+
+
+def adam_kernel(
+    b1: Any,
+    b2: Any,
+    eps: Any,
+    eps_root: Any,
+    learning_rate: Any,
+    *,
+    weight_decay: Any = None,
+    mu_dtype: Any = None,
+    nu_dtype: Any = None,
+    b1_decay: Any = None,
+    nesterov: bool = False,
+    mask: Any = None,
+) -> _AdamKernel | None:
+    """The fused kernel for ``adam`` / ``adamw`` with these arguments, or ``None``.
+
+    ``None`` (no fusion) for the settings the kernel does not cover: moment
+    dtypes other than the parameters', ``b1_decay``, ``nesterov`` and a
+    weight-decay ``mask``. The decision depends only on these static settings,
+    never on hyper-parameter values, so a transform rebuilt with traced
+    hyper-parameters (``inject_hyperparams``) decides as its ``init`` did.
+    """
+    from adaptx._scale import scale_by_learning_rate
+
+    if mu_dtype is not None or nu_dtype is not None or b1_decay is not None or nesterov:
+        return None
+    if mask is not None:
+        return None
+    return _AdamKernel(b1, b2, eps, eps_root, scale_by_learning_rate(learning_rate), weight_decay)
+
+
+def momentum_kernel(
+    learning_rate: Any, momentum: Any, *, nesterov: bool = False, accumulator_dtype: Any = None
+) -> _MomentumKernel | None:
+    """The fused kernel for ``sgd`` with momentum, or ``None`` (no momentum, or a buffer dtype)."""
+    from adaptx._scale import scale_by_learning_rate
+
+    if momentum is None or accumulator_dtype is not None:
+        return None
+    return _MomentumKernel(momentum, nesterov, scale_by_learning_rate(learning_rate))
+
+
+# --- the fused transformation -------------------------------------------------------------
+
+
+_UNFUSED_ATTR = "_adaptx_unfused"
+
+
+def _uses_native(leaves: list) -> bool:
+    """Whether these parameter leaves take the fused path (decided by ``init``)."""
+    if not leaves:
+        return False
+    for x in leaves:
+        if jnp.result_type(x) != _F32:
+            return False
+        if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer):
+            devices = x.sharding.device_set
+            if len(devices) != 1 or next(iter(devices)).platform != "cpu":
+                return False
+        elif jax.default_backend() != "cpu":
+            return False
+    return _native.available()
+
+
+def _native_now(leaves: list) -> bool:
+    """Whether the kernels can run on these update leaves now (else: pure JAX, same numbers)."""
+    for x in leaves:
+        if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer):
+            if any(d.platform != "cpu" for d in x.sharding.device_set):
+                return False
+        elif jax.default_backend() != "cpu":
+            return False
+    return _native.available()
+
+
+def fuse(inner: GradientTransformation, kernel: Any) -> GradientTransformation:
+    """``inner`` with a flat state and a native update on CPU; ``inner`` if ``kernel`` is None.
+
+    Args:
+      inner: the per-leaf chain (``adam``'s, ``sgd``'s, ...).
+      kernel: its fused kernel (``adam_kernel(...)``, ``momentum_kernel(...)``),
+        built from the same hyper-parameters; ``None`` for no fusion.
+
+    Returns:
+      A ``GradientTransformation`` with the same numbers as ``inner``.
+    """
+    if kernel is None:
+        return inner
+
+    def init_fn(params: Params) -> OptState:
+        leaves = jax.tree.leaves(params)
+        if not _uses_native(leaves):
+            return inner.init(params)
+        total = sum(int(jnp.size(x)) for x in leaves)
+        flat_state = inner.init(jnp.zeros((total,), _F32))
+        return FusedState(wrap_buffers(flat_state, Layout.of(params), total))
+
+    def update_fn(updates, state, params=None, **extra_args):
+        if not isinstance(state, FusedState):
+            return call_update(inner, updates, state, params, extra_args, takes_extra=True)
+        leaves, treedef = jax.tree.flatten(updates)
+        _check_layout(leaves, state)
+        layout = Layout(treedef, tuple(tuple(jnp.shape(x)) for x in leaves))
+        total = sum(int(jnp.size(x)) for x in leaves)
+        flat_state = unwrap_buffers(tuple(state))
+        p_leaves = None
+        if kernel.needs_params and params is not None:
+            p_leaves = jax.tree.leaves(params)
+        if _native_now(leaves) and (p_leaves is not None or not kernel.needs_params):
+            exact = _exact_jit(leaves, state, p_leaves)
+            new_leaves, inner_state, apply = kernel.step(flat_state, leaves, p_leaves, exact)
+            _native.remember(
+                new_leaves,
+                _native.PendingUpdates(
+                    apply, len(new_leaves), tuple(p_leaves) if kernel.needs_params else None
+                ),
+            )
+        else:  # same chain, pure JAX, over the flat vector
+            flat_params = None if p_leaves is None else concat_leaves(p_leaves)
+            flat_updates, inner_state = call_update(
+                inner, concat_leaves(leaves), flat_state, flat_params, extra_args, takes_extra=True
+            )
+            new_leaves = split_flat(flat_updates, layout.shapes)
+        return jax.tree.unflatten(treedef, new_leaves), FusedState(
+            wrap_buffers(inner_state, layout, total)
+        )
+
+    setattr(update_fn, _UNFUSED_ATTR, inner)
+    return GradientTransformation(init_fn, update_fn)
+
+
+def _check_layout(leaves: list, state: FusedState) -> None:
+    sizes = {
+        int(jnp.size(x)) for x in jax.tree.leaves(unwrap_buffers(tuple(state))) if jnp.ndim(x) == 1
+    }
+    total = sum(int(jnp.size(x)) for x in leaves)
+    bad = sorted({str(jnp.result_type(x)) for x in leaves if jnp.result_type(x) != _F32})
+    if bad or sizes != {total}:
+        made = " or ".join(str(n) for n in sorted(sizes))
+        raise ValueError(
+            f"this fused optimizer's state was made for float32 params with {made} entries "
+            f"in all, but got updates with {total} entries"
+            + (f" and dtypes {bad}" if bad else "")
+            + "; init the optimizer on params with the same leaves as the updates"
+        )
+
+
+def unfused(tx: GradientTransformation) -> GradientTransformation:
+    """The per-leaf version of a fused optimizer (``tx`` itself if it is not fused).
+
+    Use it to opt out of the fused path: its state is the per-leaf chain's
+    (one buffer per leaf, as optax keeps it) and every step runs in JAX.
+
+    Args:
+      tx: an optimizer, e.g. ``adaptx.adam(1e-3)``.
+
+    Returns:
+      A ``GradientTransformation`` with the same numbers.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import adaptx
+      >>> tx = adaptx.unfused(adaptx.sgd(0.1, momentum=0.9))
+      >>> type(tx.init({"w": jnp.zeros(2)})[0]).__name__
+      'TraceState'
+    """
+    return getattr(tx.update, _UNFUSED_ATTR, tx)
