@@ -39,6 +39,13 @@ class FusedState(tuple):
 
     A pytree node whose children are the tuple's entries (key paths
     ``[0]``, ``[1]``, ... as for the chain's tuple).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import adaptx
+      >>> state = adaptx.adam(1e-3).init({"w": jnp.ones((2, 2)), "b": jnp.ones(2)})
+      >>> type(state).__name__, type(state[0]).__name__, state[0].mu.flat.shape
+      ('FusedState', 'ScaleByAdamState', (6,))
     """
 
     __slots__ = ()
@@ -95,6 +102,17 @@ class FlatBuffer:
 
     Attributes:
       flat: the 1-D array.
+      layout: the params' tree structure and leaf shapes.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import adaptx
+      >>> params = {"w": jnp.ones((2, 2)), "b": jnp.ones(2)}
+      >>> tx = adaptx.adam(0.1)
+      >>> _, state = tx.update(params, tx.init(params), params)
+      >>> state[0].mu["w"]  # (1 - 0.9) * 1.0
+      Array([[0.1..., 0.1...],
+             [0.1..., 0.1...]], dtype=float32)
     """
 
     __slots__ = ("flat", "layout")
@@ -203,7 +221,7 @@ def fused_state_to_tree(state: OptState) -> OptState:
       >>> import adaptx
       >>> params = {"a": jnp.ones(2), "b": jnp.ones((3, 1))}
       >>> state = adaptx.sgd(0.1, momentum=0.9).init(params)
-      >>> state[0].trace.shape  # one flat buffer
+      >>> state[0].trace.flat.shape  # one flat buffer
       (5,)
       >>> jax.tree.map(jnp.shape, adaptx.fused_state_to_tree(state)[0].trace)
       {'a': (2,), 'b': (3, 1)}
