@@ -270,12 +270,16 @@ def fuse(inner: GradientTransformation, kernel: Any) -> GradientTransformation:
         if _native_now(leaves) and (p_leaves is not None or not kernel.needs_params):
             exact = _exact_jit(leaves, state, p_leaves)
             new_leaves, inner_state, apply = kernel.step(flat_state, leaves, p_leaves, exact)
-            _native.remember(
-                new_leaves,
-                _native.PendingUpdates(
-                    apply, len(new_leaves), tuple(p_leaves) if kernel.needs_params else None
-                ),
-            )
+            if exact:
+                # Traced: apply_updates in the same trace can recompute these updates
+                # inside its in-place pass. (Eagerly the updates exist already, and
+                # remembering would keep this step's state alive with them.)
+                _native.remember(
+                    new_leaves,
+                    _native.PendingUpdates(
+                        apply, len(new_leaves), tuple(p_leaves) if kernel.needs_params else None
+                    ),
+                )
         else:  # same chain, pure JAX, over the flat vector
             flat_params = None if p_leaves is None else concat_leaves(p_leaves)
             flat_updates, inner_state = call_update(

@@ -176,6 +176,36 @@ class JaxContender:
         self.params = self.state = self.step = None
 
 
+class FloorContender:
+    """The least any jitted step over this tree pays: params and grads in, params out.
+
+    A jitted identity over the donated params (grads passed, unused): the cost
+    of moving every leaf across the jit boundary, which no optimizer avoids.
+    """
+
+    def __init__(self, params, grads):
+        self.result = Result("jit floor (identity)")
+        t0 = time.perf_counter()
+        self.step = (
+            jax.jit(lambda p, g: p, donate_argnums=0, keep_unused=True)
+            .lower(params, grads)
+            .compile()
+        )
+        self.result.compile_s = time.perf_counter() - t0
+        self.params, self.grads = params, grads
+        self.run(timed=False)
+
+    def run(self, timed=True):
+        t0 = time.perf_counter()
+        self.params = self.step(self.params, self.grads)
+        jax.block_until_ready(self.params)
+        if timed:
+            self.result.times.append(time.perf_counter() - t0)
+
+    def close(self):
+        self.params = self.step = None
+
+
 class TorchContender:
     def __init__(self, python, name, shapes, opt, impl, threads):
         self.result = Result(name)
@@ -303,6 +333,8 @@ def run_config(opt, tree, args, bw, loads):
             "optax: not run at 10000 leaves for this optimizer (compile takes minutes); "
             "--optax-10000 or --slow runs it"
         )
+    if args.floor:
+        add("jit floor", lambda: FloorContender(make_tree(shapes, 0), grads))
     if args.torch_python:
         for impl in ("foreach", "fused"):
             add(
@@ -371,7 +403,11 @@ def table(configs, bw, bw_how, loads, args) -> str:
                 med = r.med()
                 vs_o = f"{med / ox.med():.2f}x" if ox and ox.times else "-"
                 vs_t = f"{med / tf.med():.2f}x" if tf and tf.times else "-"
-                roof = f"{100 * cfg['roofline_s'] / med:.0f}%"
+                roof = (
+                    "-"
+                    if r.name.startswith("jit floor")
+                    else f"{100 * cfg['roofline_s'] / med:.0f}%"
+                )
                 comp = f"{r.compile_s:.2f}" if r.compile_s is not None else "-"
                 mem = f"{r.memory / 2**20:.0f}" if r.memory else "-"
                 rng = f"{fmt_ms(med)} ({fmt_ms(min(r.times))}-{fmt_ms(max(r.times))})"
@@ -456,6 +492,12 @@ def main(argv=None):
         help="also time adaptx's per-leaf path (not at 10000 leaves unless --slow)",
     )
     ap.add_argument("--slow", action="store_true", help="run every contender at every size")
+    ap.add_argument(
+        "--floor",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time a jitted identity over the same tree (the boundary cost)",
+    )
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     args = ap.parse_args(argv)
     args.total = (1 << 20) if args.quick else TOTAL
@@ -484,6 +526,7 @@ def main(argv=None):
             summary = ", ".join(f"{r.name} {fmt_ms(r.med())} ms" for r in cfg["results"])
             print(f"[{time.perf_counter() - t0:5.0f}s] {opt} {tree}: {summary}", flush=True)
     bw_end, _ = bandwidth_gbs(args.total, args.threads)
+    print(f"bandwidth at the end {bw_end:.1f} GB/s", flush=True)
     bw = max(bw, bw_end)
     md = table(configs, bw, bw_how, loads, args)
     print(md)
