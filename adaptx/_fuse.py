@@ -50,6 +50,7 @@ from adaptx import _native
 from adaptx._base import GradientTransformation, OptState, Params, call_update
 from adaptx._flat import FusedState, Layout, concat_leaves, split_flat, unwrap_buffers, wrap_buffers
 from adaptx._numerics import hyperparam, one_minus_pow, safe_increment
+from adaptx._scale import scale_by_learning_rate
 
 _F32 = jnp.dtype(jnp.float32)
 
@@ -88,7 +89,7 @@ class _AdamKernel:
     def needs_params(self) -> bool:
         return self.weight_decay is not None
 
-    def step(self, state: tuple, grads: list, params: list | None, exact: bool):
+    def step(self, state: tuple, grads: list, params: list | None, exact: bool, gscale):
         adam, *middle, lr_state = state
         count = safe_increment(adam.count)
         d1, d2 = hyperparam(self.b1, _F32), hyperparam(self.b2, _F32)
@@ -108,6 +109,7 @@ class _AdamKernel:
                 hyperparam(self.eps_root, _F32),
                 lr,
                 wd,
+                gscale,
             ]
         )
         mu, nu = _native.adam_moments(scalars, adam.mu, adam.nu, grads, exact_jit=exact)
@@ -135,10 +137,10 @@ class _MomentumKernel:
 
     needs_params = False
 
-    def step(self, state: tuple, grads: list, params: list | None, exact: bool):
+    def step(self, state: tuple, grads: list, params: list | None, exact: bool, gscale):
         trace_state, lr_state = state
         lr, lr_state = _lr_scalar(self.lr_tx, lr_state)
-        scalars = jnp.stack([hyperparam(self.momentum, _F32), lr])
+        scalars = jnp.stack([hyperparam(self.momentum, _F32), lr, gscale])
         buf = _native.momentum_buffer(scalars, trace_state.trace, grads, exact_jit=exact)
         updates = _native.momentum_out(
             scalars, buf, grads, grads, None, apply=False, nesterov=self.nesterov, exact_jit=exact
@@ -181,8 +183,6 @@ def adam_kernel(
     never on hyper-parameter values, so a transform rebuilt with traced
     hyper-parameters (``inject_hyperparams``) decides as its ``init`` did.
     """
-    from adaptx._scale import scale_by_learning_rate
-
     if mu_dtype is not None or nu_dtype is not None or b1_decay is not None or nesterov:
         return None
     if mask is not None:
@@ -194,8 +194,6 @@ def momentum_kernel(
     learning_rate: Any, momentum: Any, *, nesterov: bool = False, accumulator_dtype: Any = None
 ) -> _MomentumKernel | None:
     """The fused kernel for ``sgd`` with momentum, or ``None`` (no momentum, or a buffer dtype)."""
-    from adaptx._scale import scale_by_learning_rate
-
     if momentum is None or accumulator_dtype is not None:
         return None
     return _MomentumKernel(momentum, nesterov, scale_by_learning_rate(learning_rate))
@@ -269,7 +267,8 @@ def fuse(inner: GradientTransformation, kernel: Any) -> GradientTransformation:
             p_leaves = jax.tree.leaves(params)
         if _native_now(leaves) and (p_leaves is not None or not kernel.needs_params):
             exact = _exact_jit(leaves, state, p_leaves)
-            new_leaves, inner_state, apply = kernel.step(flat_state, leaves, p_leaves, exact)
+            grads, gscale = _unscaled(leaves) if exact else (leaves, jnp.ones((), _F32))
+            new_leaves, inner_state, apply = kernel.step(flat_state, grads, p_leaves, exact, gscale)
             if exact:
                 # Traced: apply_updates in the same trace can recompute these updates
                 # inside its in-place pass. (Eagerly the updates exist already, and
@@ -292,6 +291,22 @@ def fuse(inner: GradientTransformation, kernel: Any) -> GradientTransformation:
 
     setattr(update_fn, _UNFUSED_ATTR, inner)
     return GradientTransformation(init_fn, update_fn)
+
+
+def _unscaled(leaves: list) -> tuple[list, jax.Array]:
+    """``(inputs, factor)`` if the leaves are ``clip_by_global_norm``'s outputs ``inputs * factor``.
+
+    The kernels then scale the gradients as they read them (``g * factor``,
+    the same multiplication), and the clipped copies are never materialised.
+    Otherwise ``(leaves, 1)``: multiplying by one is exact.
+    """
+    record = _native.recognise(leaves, _native.ScaledLeaves)
+    if record is not None and all(
+        jnp.result_type(x) == _F32 and jnp.shape(x) == jnp.shape(y)
+        for x, y in zip(record.inputs, leaves)
+    ):
+        return list(record.inputs), jnp.asarray(record.factor).astype(_F32)
+    return leaves, jnp.ones((), _F32)
 
 
 def _check_layout(leaves: list, state: FusedState) -> None:

@@ -256,8 +256,8 @@ def momentum_out(
 class PendingUpdates:
     """How to recompute a fused optimizer's updates inside ``params + updates``.
 
-    ``apply(params)`` returns the new parameter leaves, computed by one
-    in-place kernel pass with the same arithmetic as ``params + updates``.
+    ``apply(params)`` returns the new parameter leaves, computed by in-place
+    kernel passes with the same arithmetic as ``params + updates``.
     ``params`` is the parameter leaves the updates were computed from when
     they depend on them (weight decay), else ``None``.
     """
@@ -267,38 +267,61 @@ class PendingUpdates:
     params: tuple | None = None
 
 
-_pending: dict[int, tuple[weakref.ref, PendingUpdates, int]] = {}
+@dataclasses.dataclass(eq=False)
+class ScaledLeaves:
+    """Leaves that are ``inputs[i] * factor`` (``clip_by_global_norm``'s outputs).
+
+    A fused optimizer given them reads ``inputs`` and multiplies by ``factor``
+    itself, so the scaled copies are never written to memory.
+    """
+
+    inputs: tuple
+    factor: jax.Array
+    n_leaves: int
+
+
+_pending: dict[int, tuple[weakref.ref, Any, int]] = {}
 
 
 def _forget(key: int) -> None:
     _pending.pop(key, None)
 
 
-def remember(updates: Sequence[Any], pending: PendingUpdates) -> None:
-    """Records that the leaves ``updates`` were produced by ``pending``."""
-    for i, u in enumerate(updates):
-        key = id(u)
+def remember(leaves: Sequence[Any], record: PendingUpdates | ScaledLeaves) -> None:
+    """Records that ``leaves`` (tracers of the current trace) were produced as ``record`` says."""
+    for i, x in enumerate(leaves):
+        key = id(x)
         try:
-            ref = weakref.ref(u, lambda _, key=key: _forget(key))
+            ref = weakref.ref(x, lambda _, key=key: _forget(key))
         except TypeError:  # not weak-referenceable: simply not recognised later
             return
-        _pending[key] = (ref, pending, i)
+        _pending[key] = (ref, record, i)
 
 
-def recognise(updates: Sequence[Any]) -> PendingUpdates | None:
-    """The record that produced exactly these leaves, in this order, or ``None``."""
+def recognise(leaves: Sequence[Any], kind: type = PendingUpdates) -> Any:
+    """The ``kind`` record that produced exactly these leaves, in this order, or ``None``."""
     record = None
-    for i, u in enumerate(updates):
-        entry = _pending.get(id(u))
-        if entry is None or entry[0]() is not u or entry[2] != i:
+    for i, x in enumerate(leaves):
+        entry = _pending.get(id(x))
+        if entry is None or entry[0]() is not x or entry[2] != i:
             return None
         if record is None:
             record = entry[1]
         elif entry[1] is not record:
             return None
-    if record is None or record.n_leaves != len(updates):
+    if not isinstance(record, kind) or record.n_leaves != len(leaves):
         return None
     return record
+
+
+def remember_scaled(inputs: Any, outputs: Any, factor: jax.Array) -> None:
+    """Records, under tracing, that the leaves of ``outputs`` are ``inputs`` times ``factor``."""
+    out_leaves = jax.tree.leaves(outputs)
+    if not any(isinstance(x, jax.core.Tracer) for x in out_leaves):
+        return  # eagerly the copies exist already
+    in_leaves = jax.tree.leaves(inputs)
+    if len(in_leaves) == len(out_leaves):
+        remember(out_leaves, ScaledLeaves(tuple(in_leaves), factor, len(out_leaves)))
 
 
 def fused_apply(params: Any, updates: Any) -> Any | None:

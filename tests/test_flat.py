@@ -96,6 +96,7 @@ OPTIMIZERS = {
     "adam": (lambda: adaptx.adam(1e-2), False),
     "adam[schedule]": (lambda: adaptx.adam(adaptx.exponential_decay(1e-2, 2, 0.5)), False),
     "adam[array lr]": (lambda: adaptx.adam(jnp.asarray(3e-3)), False),
+    "adam[eps_root]": (lambda: adaptx.adam(1e-2, eps_root=1e-6), False),
     "adamw": (lambda: adaptx.adamw(1e-2, weight_decay=0.1), "decay"),
     "sgd[momentum]": (lambda: adaptx.sgd(0.1, momentum=0.9), True),
     "sgd[nesterov]": (lambda: adaptx.sgd(0.1, momentum=0.9, nesterov=True), True),
@@ -409,3 +410,34 @@ def test_masked_and_injected_adam(fused):
         rp, _, ru = _run(refs[name], params, 3, jit=True)
         _check(u, ru, False, what=f"{name} updates")
         _check(p, rp, False, steps=3, what=f"{name} params", updates=ru)
+
+
+@pytest.mark.parametrize("name", ["adamw", "sgd[nesterov]"])
+def test_clip_then_fused_reads_the_unclipped_gradients(name):
+    # clip_by_global_norm's outputs are recognised: the kernels read the raw
+    # gradients and scale them on the fly, with the same multiplication. (Not
+    # bit-identical: with g * factor inlined, XLA may contract either product
+    # of mu * b + g * factor.)
+    make, exact = OPTIMIZERS[name]
+    exact = exact if exact is not True else False
+    params = _params()
+    tx = adaptx.chain(adaptx.clip_by_global_norm(1.0), make())
+    ref = adaptx.chain(adaptx.clip_by_global_norm(1.0), adaptx.unfused(make()))
+    fused = _run(tx, params, 3, jit=True)
+    per_leaf = _run(ref, params, 3, jit=True)
+    # Nesterov's g + mu * b cancels: compare to the size of the updates.
+    _check(fused[2], per_leaf[2], exact, what="updates", updates=per_leaf[2])
+    _check(fused[0], per_leaf[0], exact, steps=3, what="params", updates=per_leaf[2])
+    fused_state = adaptx.fused_state_to_tree(fused[1][1])
+    _check(fused_state, per_leaf[1][1], exact, steps=3, what="state")
+
+    def fusions(tx):
+        def step(p, s, g):
+            u, s = tx.update(g, s, p)
+            return adaptx.apply_updates(p, u), s
+
+        hlo = jax.jit(step).lower(params, tx.init(params), params).compile().as_text()
+        return len(re.findall(r" fusion\(", hlo[hlo.index("ENTRY") :]))
+
+    # What is left per leaf is the norm's sum of squares, no scaled copy.
+    assert fusions(tx) <= len(params) + 8 < fusions(ref)

@@ -48,16 +48,16 @@ enum {
 ADAPTX_CLONES
 static void adam_moments(float* restrict m, float* restrict v, const float* restrict g,
                          int64_t n, const float* s, int exact) {
-  const float d1 = s[0], c1 = s[1], d2 = s[2], c2 = s[3];
+  const float d1 = s[0], c1 = s[1], d2 = s[2], c2 = s[3], gs = s[10];
   if (exact) {
     for (int64_t j = 0; j < n; ++j) {
-      const float gj = g[j];
+      const float gj = g[j] * gs;
       m[j] = fmaf(d1, m[j], c1 * gj);
       v[j] = fmaf(d2, v[j], c2 * (gj * gj));
     }
   } else {
     for (int64_t j = 0; j < n; ++j) {
-      const float gj = g[j];
+      const float gj = g[j] * gs;
       m[j] = d1 * m[j] + c1 * gj;
       v[j] = d2 * v[j] + c2 * (gj * gj);
     }
@@ -65,7 +65,8 @@ static void adam_moments(float* restrict m, float* restrict v, const float* rest
 }
 
 /* The Adam direction, then * lr (update) or p + direction * lr (apply, in place).
-   s: 4 1/(1-b1^t), 5 1/(1-b2^t), 6 eps, 7 eps_root, 8 lr (signed), 9 weight_decay.
+   s: 4 1/(1-b1^t), 5 1/(1-b2^t), 6 eps, 7 eps_root, 8 lr (signed), 9 weight_decay,
+   10 a factor the gradients are multiplied by first (clip_by_global_norm's, else 1).
    XLA divides by a scalar as a multiplication by its reciprocal, jitted or not. */
 #define ADAM_DIRECTION_JIT(j) ((m[j] * s[4]) / (sqrtf(fmaf(v[j], s[5], s[7])) + s[6]))
 #define ADAM_DIRECTION_EAGER(j) ((m[j] * s[4]) / (sqrtf(v[j] * s[5] + s[7]) + s[6]))
@@ -115,37 +116,38 @@ static void adam_apply(float* restrict p, const float* restrict m, const float* 
 ADAPTX_CLONES
 static void momentum_buffer(float* restrict b, const float* restrict g, int64_t n, const float* s,
                             int exact) {
-  const float mu = s[0];
+  const float mu = s[0], gs = s[2];
   if (exact) {
-    for (int64_t j = 0; j < n; ++j) b[j] = fmaf(mu, b[j], g[j]);
+    for (int64_t j = 0; j < n; ++j) b[j] = fmaf(mu, b[j], g[j] * gs);
   } else {
-    for (int64_t j = 0; j < n; ++j) b[j] = mu * b[j] + g[j];
+    for (int64_t j = 0; j < n; ++j) b[j] = mu * b[j] + g[j] * gs;
   }
 }
 
 /* The momentum direction (b, or g + mu b for Nesterov), then * lr or p + ... in place.
-   s: 0 mu, 1 lr (signed) */
+   s: 0 mu, 1 lr (signed), 2 a factor the gradients are multiplied by first (else 1) */
 ADAPTX_CLONES
 static void momentum_update(float* restrict out, const float* restrict b, const float* restrict g,
                             int64_t n, const float* s, int flags) {
-  const float mu = s[0], lr = s[1];
+  const float mu = s[0], lr = s[1], gs = s[2];
   const int nesterov = flags & F_NESTEROV;
   if (flags & F_EXACT_JIT) {
-    for (int64_t j = 0; j < n; ++j) out[j] = (nesterov ? fmaf(mu, b[j], g[j]) : b[j]) * lr;
+    for (int64_t j = 0; j < n; ++j) out[j] = (nesterov ? fmaf(mu, b[j], g[j] * gs) : b[j]) * lr;
   } else {
-    for (int64_t j = 0; j < n; ++j) out[j] = lr * (nesterov ? g[j] + mu * b[j] : b[j]);
+    for (int64_t j = 0; j < n; ++j) out[j] = lr * (nesterov ? g[j] * gs + mu * b[j] : b[j]);
   }
 }
 
 ADAPTX_CLONES
 static void momentum_apply(float* restrict p, const float* restrict b, const float* restrict g,
                            int64_t n, const float* s, int flags) {
-  const float mu = s[0], lr = s[1];
+  const float mu = s[0], lr = s[1], gs = s[2];
   const int nesterov = flags & F_NESTEROV;
   if (flags & F_EXACT_JIT) {
-    for (int64_t j = 0; j < n; ++j) p[j] = fmaf(nesterov ? fmaf(mu, b[j], g[j]) : b[j], lr, p[j]);
+    for (int64_t j = 0; j < n; ++j)
+      p[j] = fmaf(nesterov ? fmaf(mu, b[j], g[j] * gs) : b[j], lr, p[j]);
   } else {
-    for (int64_t j = 0; j < n; ++j) p[j] = p[j] + lr * (nesterov ? g[j] + mu * b[j] : b[j]);
+    for (int64_t j = 0; j < n; ++j) p[j] = p[j] + lr * (nesterov ? g[j] * gs + mu * b[j] : b[j]);
   }
 }
 
@@ -431,31 +433,31 @@ static XLA_FFI_Error* dispatch(XLA_FFI_CallFrame* cf, int kind, int n_flat, int 
   return NULL;
 }
 
-/* adam moments: (s[4], m, v, g_0..g_{N-1}) -> (m', v') in place. */
+/* adam moments: (s[11], m, v, g_0..g_{N-1}) -> (m', v') in place. */
 EXPORT XLA_FFI_Error* adaptx_adam_moments(XLA_FFI_CallFrame* cf) {
-  return dispatch(cf, KIND_ADAM_MOMENTS, 2, 1, 4);
+  return dispatch(cf, KIND_ADAM_MOMENTS, 2, 1, 11);
 }
 
-/* adam output: (s[10], m', v', [p_0..p_{N-1}]) -> u_i, or p_i + u_i with F_APPLY. */
+/* adam output: (s[11], m', v', [p_0..p_{N-1}]) -> u_i, or p_i + u_i with F_APPLY. */
 EXPORT XLA_FFI_Error* adaptx_adam_out(XLA_FFI_CallFrame* cf) {
   int flags = 0;
   if (!is_metadata_query(cf) && flags_attr(cf, &flags)) {
-    return dispatch(cf, KIND_ADAM_OUT, 2, (flags & (F_APPLY | F_DECAY)) ? 1 : 0, 10);
+    return dispatch(cf, KIND_ADAM_OUT, 2, (flags & (F_APPLY | F_DECAY)) ? 1 : 0, 11);
   }
-  return dispatch(cf, KIND_ADAM_OUT, 2, 0, 10);
+  return dispatch(cf, KIND_ADAM_OUT, 2, 0, 11);
 }
 
-/* momentum buffer: (s[1], b, g_0..g_{N-1}) -> b' in place. */
+/* momentum buffer: (s[3], b, g_0..g_{N-1}) -> b' in place. */
 EXPORT XLA_FFI_Error* adaptx_momentum_buffer(XLA_FFI_CallFrame* cf) {
-  return dispatch(cf, KIND_MOMENTUM_BUFFER, 1, 1, 1);
+  return dispatch(cf, KIND_MOMENTUM_BUFFER, 1, 1, 3);
 }
 
-/* momentum output: (s[2], b', [g_i], [p_i]) -> u_i, or p_i + u_i with F_APPLY. */
+/* momentum output: (s[3], b', [g_i], [p_i]) -> u_i, or p_i + u_i with F_APPLY. */
 EXPORT XLA_FFI_Error* adaptx_momentum_out(XLA_FFI_CallFrame* cf) {
   int flags = 0;
   if (!is_metadata_query(cf) && flags_attr(cf, &flags)) {
     const int groups = ((flags & F_NESTEROV) != 0) + ((flags & F_APPLY) != 0);
-    return dispatch(cf, KIND_MOMENTUM_OUT, 1, groups, 2);
+    return dispatch(cf, KIND_MOMENTUM_OUT, 1, groups, 3);
   }
-  return dispatch(cf, KIND_MOMENTUM_OUT, 1, 0, 2);
+  return dispatch(cf, KIND_MOMENTUM_OUT, 1, 0, 3);
 }
