@@ -163,26 +163,26 @@ jax.tree_util.register_pytree_with_keys(
 )
 
 
-def _is_buffer(x: Any) -> bool:
+def is_buffer(x: Any) -> bool:
     return isinstance(x, FlatBuffer)
 
 
 def unwrap_buffers(state: Any) -> Any:
     """The state with every ``FlatBuffer`` replaced by its flat array."""
-    return jax.tree.map(lambda x: x.flat if _is_buffer(x) else x, state, is_leaf=_is_buffer)
+    return jax.tree.map(lambda x: x.flat if is_buffer(x) else x, state, is_leaf=is_buffer)
 
 
 def wrap_buffers(state: Any, layout: Layout, total: int) -> Any:
     """The state with every flat per-parameter array (1-D, ``total`` long) in a ``FlatBuffer``."""
 
     def wrap(x: Any) -> Any:
-        if _is_buffer(x):
+        if is_buffer(x):
             return x
         if jnp.ndim(x) == 1 and jnp.size(x) == total:
             return FlatBuffer(x, layout)
         return x
 
-    return jax.tree.map(wrap, state, is_leaf=_is_buffer)
+    return jax.tree.map(wrap, state, is_leaf=is_buffer)
 
 
 def concat_leaves(leaves: list) -> jax.Array:
@@ -228,7 +228,7 @@ def fused_state_to_tree(state: OptState) -> OptState:
     """
 
     def convert(x: Any) -> Any:
-        if _is_buffer(x):
+        if is_buffer(x):
             return x.tree()
         if isinstance(x, FusedState):
             return tuple(jax.tree.map(convert, tuple(x), is_leaf=_is_fused_or_buffer))
@@ -238,7 +238,7 @@ def fused_state_to_tree(state: OptState) -> OptState:
 
 
 def _is_fused_or_buffer(x: Any) -> bool:
-    return isinstance(x, FusedState) or _is_buffer(x)
+    return isinstance(x, FusedState) or is_buffer(x)
 
 
 def tree_to_fused_state(state: OptState, params: Params) -> FusedState:

@@ -10,10 +10,14 @@ by default) so that, on CPU:
   flat float32 vector (``FusedState``, ``FlatBuffer`` in ``_flat.py``): two
   state arrays for Adam whatever the number of leaves;
 - ``update`` is one native kernel call over all the leaves (the moments are
-  updated in place);
-- ``apply_updates(params, updates)`` given those very updates is one more
-  in-place pass over the parameters (a kernel call per 128 leaves); the
-  updates are then never written to memory at all.
+  updated in place), whatever their number;
+- ``apply_updates(params, updates)`` given those very updates, in the same
+  trace, turns the whole step into one in-place pass that reads the params,
+  gradients and moments once and writes them once (a kernel call per 128
+  leaves): the state ``update`` returned is pointed at that pass's moments
+  (the same values), and the update's own pass and the updates themselves
+  become dead code. The gradients of ``clip_by_global_norm`` just before are
+  read unclipped and scaled on the fly.
 
 **Numbers.** Those of the per-leaf chain (``unfused(tx)``), operation by
 operation: SGD with momentum and every moment are bit-identical; Adam's and
@@ -48,7 +52,15 @@ import jax.numpy as jnp
 
 from adaptx import _native
 from adaptx._base import GradientTransformation, OptState, Params, call_update
-from adaptx._flat import FusedState, Layout, concat_leaves, split_flat, unwrap_buffers, wrap_buffers
+from adaptx._flat import (
+    FusedState,
+    Layout,
+    concat_leaves,
+    is_buffer,
+    split_flat,
+    unwrap_buffers,
+    wrap_buffers,
+)
 from adaptx._numerics import hyperparam, one_minus_pow, safe_increment
 from adaptx._scale import scale_by_learning_rate
 
@@ -123,8 +135,14 @@ class _AdamKernel:
                 scalars, mu, nu, p_leaves, p_leaves, apply=True, decay=decay, exact_jit=exact
             )
 
+        def single_pass(p_leaves):
+            mu1, nu1, new_params = _native.adam_step(
+                scalars, adam.mu, adam.nu, grads, p_leaves, decay=decay, exact_jit=exact
+            )
+            return (mu1, nu1), new_params
+
         new_state = (adam._replace(count=count, mu=mu, nu=nu), *middle, lr_state)
-        return updates, new_state, apply
+        return updates, new_state, apply, single_pass, (mu, nu)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,7 +176,19 @@ class _MomentumKernel:
                 exact_jit=exact,
             )
 
-        return updates, (trace_state._replace(trace=buf), lr_state), apply
+        def single_pass(p_leaves):
+            buf1, new_params = _native.momentum_step(
+                scalars,
+                trace_state.trace,
+                grads,
+                p_leaves,
+                nesterov=self.nesterov,
+                exact_jit=exact,
+            )
+            return (buf1,), new_params
+
+        new_state = (trace_state._replace(trace=buf), lr_state)
+        return updates, new_state, apply, single_pass, (buf,)
 
 
 def adam_kernel(
@@ -268,26 +298,40 @@ def fuse(inner: GradientTransformation, kernel: Any) -> GradientTransformation:
         if _native_now(leaves) and (p_leaves is not None or not kernel.needs_params):
             exact = _exact_jit(leaves, state, p_leaves)
             grads, gscale = _unscaled(leaves) if exact else (leaves, jnp.ones((), _F32))
-            new_leaves, inner_state, apply = kernel.step(flat_state, grads, p_leaves, exact, gscale)
+            new_leaves, inner_state, apply, single_pass, flats = kernel.step(
+                flat_state, grads, p_leaves, exact, gscale
+            )
+            new_state = FusedState(wrap_buffers(inner_state, layout, total))
             if exact:
-                # Traced: apply_updates in the same trace can recompute these updates
-                # inside its in-place pass. (Eagerly the updates exist already, and
-                # remembering would keep this step's state alive with them.)
+                # Traced: apply_updates in the same trace recognises these updates and
+                # makes the whole step one in-place pass (see _native.fused_apply).
+                # (Eagerly the updates exist already, and remembering them would
+                # keep this step's state alive as long as they live.)
+                by_id = {
+                    id(b.flat): b
+                    for b in jax.tree.leaves(new_state, is_leaf=is_buffer)
+                    if is_buffer(b)
+                }
+                buffers = tuple(by_id[id(f)] for f in flats if id(f) in by_id)
                 _native.remember(
                     new_leaves,
                     _native.PendingUpdates(
-                        apply, len(new_leaves), tuple(p_leaves) if kernel.needs_params else None
+                        apply,
+                        len(new_leaves),
+                        tuple(p_leaves) if kernel.needs_params else None,
+                        single_pass if len(buffers) == len(flats) else None,
+                        buffers,
                     ),
                 )
-        else:  # same chain, pure JAX, over the flat vector
-            flat_params = None if p_leaves is None else concat_leaves(p_leaves)
-            flat_updates, inner_state = call_update(
-                inner, concat_leaves(leaves), flat_state, flat_params, extra_args, takes_extra=True
-            )
-            new_leaves = split_flat(flat_updates, layout.shapes)
-        return jax.tree.unflatten(treedef, new_leaves), FusedState(
-            wrap_buffers(inner_state, layout, total)
+            return jax.tree.unflatten(treedef, new_leaves), new_state
+        # The same chain in pure JAX over the flat vector (kernels unavailable here).
+        flat_params = None if p_leaves is None else concat_leaves(p_leaves)
+        flat_updates, inner_state = call_update(
+            inner, concat_leaves(leaves), flat_state, flat_params, extra_args, takes_extra=True
         )
+        new_leaves = split_flat(flat_updates, layout.shapes)
+        new_state = FusedState(wrap_buffers(inner_state, layout, total))
+        return jax.tree.unflatten(treedef, new_leaves), new_state
 
     setattr(update_fn, _UNFUSED_ATTR, inner)
     return GradientTransformation(init_fn, update_fn)

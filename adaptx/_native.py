@@ -43,8 +43,10 @@ CFLAGS = ("-O3", "-fPIC", "-ffp-contract=off", "-fno-math-errno", "-fvisibility=
 TARGETS = (
     "adaptx_adam_moments",
     "adaptx_adam_out",
+    "adaptx_adam_step",
     "adaptx_momentum_buffer",
     "adaptx_momentum_out",
+    "adaptx_momentum_step",
 )
 
 # Kernel flags (must match csrc/kernels.c).
@@ -196,19 +198,31 @@ def _call(name, results, operands, aliases, flags, offset=0) -> list[jax.Array]:
 APPLY_CHUNK = 128
 
 
-def _chunked_apply(name, head, params, extra_groups, flags) -> list[jax.Array]:
-    """``params + updates`` in place, ``APPLY_CHUNK`` leaves per call."""
-    out: list[jax.Array] = []
+def _chunked(name, scalars, flats, groups, flags, *, flats_out):
+    """In-place passes over the params (the last group), ``APPLY_CHUNK`` leaves per call.
+
+    ``flats`` are the flat state buffers; with ``flats_out`` they are updated
+    in place too (threaded through the calls) and returned first.
+    """
+    params = groups[-1]
+    flats = list(flats)
+    new_params: list[jax.Array] = []
     offset = 0
     for start in range(0, len(params), APPLY_CHUNK):
-        chunk = list(params[start : start + APPLY_CHUNK])
-        groups = [list(g[start : start + APPLY_CHUNK]) for g in extra_groups] + [chunk]
-        first = len(head) + sum(len(g) for g in groups[:-1])
-        operands = [*head, *(x for g in groups for x in g)]
-        aliases = {first + i: i for i in range(len(chunk))}
-        out += _call(name, chunk, operands, aliases, flags, offset)
-        offset += sum(int(np.size(x)) for x in chunk)
-    return out
+        chunk = [list(g[start : start + APPLY_CHUNK]) for g in groups]
+        operands = [scalars, *flats, *(x for g in chunk for x in g)]
+        first_p = len(operands) - len(chunk[-1])
+        results = (flats if flats_out else []) + chunk[-1]
+        r0 = len(flats) if flats_out else 0
+        aliases = {first_p + i: r0 + i for i in range(len(chunk[-1]))}
+        if flats_out:
+            aliases.update({1 + k: k for k in range(len(flats))})
+        out = _call(name, results, operands, aliases, flags, offset)
+        if flats_out:
+            flats, out = out[: len(flats)], out[len(flats) :]
+        new_params += out
+        offset += sum(int(np.size(x)) for x in chunk[-1])
+    return (flats, new_params) if flats_out else new_params
 
 
 def adam_moments(scalars, mu, nu, grads, *, exact_jit: bool) -> tuple[jax.Array, jax.Array]:
@@ -222,11 +236,19 @@ def adam_out(scalars, mu, nu, like, params, *, apply: bool, decay: bool, exact_j
     """Per-leaf Adam updates (``like`` gives the shapes), or ``params + updates`` in place."""
     flags = F_EXACT_JIT if exact_jit else 0
     flags |= (F_APPLY if apply else 0) | (F_DECAY if decay else 0)
-    head = [scalars, mu, nu]
     if apply:
-        return _chunked_apply("adaptx_adam_out", head, params, [], flags)
-    operands = head + (list(params) if decay else [])
+        return _chunked("adaptx_adam_out", scalars, (mu, nu), [params], flags, flats_out=False)
+    operands = [scalars, mu, nu] + (list(params) if decay else [])
     return _call("adaptx_adam_out", list(like), operands, {}, flags)
+
+
+def adam_step(scalars, mu, nu, grads, params, *, decay: bool, exact_jit: bool):
+    """The whole Adam step in one pass: ``(mu, nu, params + updates)``, all in place."""
+    flags = (F_EXACT_JIT if exact_jit else 0) | (F_DECAY if decay else 0)
+    (mu, nu), new_params = _chunked(
+        "adaptx_adam_step", scalars, (mu, nu), [grads, params], flags, flats_out=True
+    )
+    return mu, nu, new_params
 
 
 def momentum_buffer(scalars, trace, grads, *, exact_jit: bool) -> jax.Array:
@@ -241,12 +263,20 @@ def momentum_out(
     """Per-leaf momentum updates, or ``params + updates`` in place (scalars: mu, lr)."""
     flags = (F_EXACT_JIT if exact_jit else 0) | (F_APPLY if apply else 0)
     flags |= F_NESTEROV if nesterov else 0
-    head = [scalars, trace]
-    extra = [list(grads)] if nesterov else []
     if apply:
-        return _chunked_apply("adaptx_momentum_out", head, params, extra, flags)
-    operands = head + (list(grads) if nesterov else [])
+        groups = ([grads] if nesterov else []) + [params]
+        return _chunked("adaptx_momentum_out", scalars, (trace,), groups, flags, flats_out=False)
+    operands = [scalars, trace] + (list(grads) if nesterov else [])
     return _call("adaptx_momentum_out", list(like), operands, {}, flags)
+
+
+def momentum_step(scalars, trace, grads, params, *, nesterov: bool, exact_jit: bool):
+    """The whole momentum step in one pass: ``(trace, params + updates)``, in place."""
+    flags = (F_EXACT_JIT if exact_jit else 0) | (F_NESTEROV if nesterov else 0)
+    (trace,), new_params = _chunked(
+        "adaptx_momentum_step", scalars, (trace,), [grads, params], flags, flats_out=True
+    )
+    return trace, new_params
 
 
 # --- recognising fused updates in apply_updates --------------------------------------
@@ -265,6 +295,10 @@ class PendingUpdates:
     apply: Any
     n_leaves: int
     params: tuple | None = None
+    # One pass for the whole step: ``step(params) -> (new state buffers, new
+    # params)``, and the state's ``FlatBuffer``s to point at those buffers.
+    step: Any = None
+    buffers: tuple = ()
 
 
 @dataclasses.dataclass(eq=False)
@@ -344,4 +378,11 @@ def fused_apply(params: Any, updates: Any) -> Any | None:
             return None
     if record.params is not None and any(a is not b for a, b in zip(p_leaves, record.params)):
         return None
+    if record.step is not None and record.buffers:
+        # The state the update returned gets the single pass's buffers (the same
+        # values); the update's own moment pass and updates are then dead code.
+        flats, new_params = record.step(p_leaves)
+        for buffer, flat in zip(record.buffers, flats):
+            buffer.flat = flat
+        return jax.tree.unflatten(treedef, new_params)
     return jax.tree.unflatten(treedef, record.apply(p_leaves))

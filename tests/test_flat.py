@@ -441,3 +441,28 @@ def test_clip_then_fused_reads_the_unclipped_gradients(name):
 
     # What is left per leaf is the norm's sum of squares, no scaled copy.
     assert fusions(tx) <= len(params) + 8 < fusions(ref)
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd[nesterov]"])
+def test_single_pass_step_when_the_state_is_also_used_elsewhere(name):
+    # apply_updates makes the step one pass and points the returned state at
+    # that pass's buffers; a copy of the state taken before must hold the same
+    # values (then both the update's and apply's passes run).
+    make, exact = OPTIMIZERS[name]
+    params = _params(SMALL)
+    tx = make()
+
+    @jax.jit
+    def step(p, s, g):
+        u, s = tx.update(g, s, p)
+        copy = jax.tree.map(lambda x: x * 1, s)
+        return adaptx.apply_updates(p, u), s, copy
+
+    p, s, copy = step(params, tx.init(params), _grads(params, 0))
+    jax.tree.map(np.testing.assert_array_equal, s, copy)
+    ref_p, ref_s, ref_u = _run(adaptx.unfused(make()), params, 1, jit=True)
+    _check(p, ref_p, exact, steps=1, what="params", updates=ref_u)
+    np.testing.assert_equal(
+        jax.tree.map(np.asarray, adaptx.fused_state_to_tree(s)),
+        jax.tree.map(np.asarray, ref_s),
+    )

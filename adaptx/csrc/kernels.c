@@ -151,10 +151,64 @@ static void momentum_apply(float* restrict p, const float* restrict b, const flo
   }
 }
 
+/* One pass for the whole step: moments, direction and p += lr * direction, in place. */
+ADAPTX_CLONES
+static void adam_step(float* restrict p, float* restrict m, float* restrict v,
+                      const float* restrict g, int64_t n, const float* s, int flags) {
+  const float d1 = s[0], c1 = s[1], d2 = s[2], c2 = s[3], lr = s[8], wd = s[9], gs = s[10];
+  const int decay = flags & F_DECAY;
+  if (flags & F_EXACT_JIT) {
+    for (int64_t j = 0; j < n; ++j) {
+      const float gj = g[j] * gs, pj = p[j];
+      m[j] = fmaf(d1, m[j], c1 * gj);
+      v[j] = fmaf(d2, v[j], c2 * (gj * gj));
+      float d = ADAM_DIRECTION_JIT(j);
+      if (decay) d = fmaf(wd, pj, d);
+      p[j] = fmaf(d, lr, pj);
+    }
+  } else {
+    for (int64_t j = 0; j < n; ++j) {
+      const float gj = g[j] * gs, pj = p[j];
+      m[j] = d1 * m[j] + c1 * gj;
+      v[j] = d2 * v[j] + c2 * (gj * gj);
+      float d = ADAM_DIRECTION_EAGER(j);
+      if (decay) d = d + wd * pj;
+      p[j] = pj + lr * d;
+    }
+  }
+}
+
+ADAPTX_CLONES
+static void momentum_step(float* restrict p, float* restrict b, const float* restrict g, int64_t n,
+                          const float* s, int flags) {
+  const float mu = s[0], lr = s[1], gs = s[2];
+  const int nesterov = flags & F_NESTEROV;
+  if (flags & F_EXACT_JIT) {
+    for (int64_t j = 0; j < n; ++j) {
+      const float gj = g[j] * gs;
+      b[j] = fmaf(mu, b[j], gj);
+      p[j] = fmaf(nesterov ? fmaf(mu, b[j], gj) : b[j], lr, p[j]);
+    }
+  } else {
+    for (int64_t j = 0; j < n; ++j) {
+      const float gj = g[j] * gs;
+      b[j] = mu * b[j] + gj;
+      p[j] = p[j] + lr * (nesterov ? gj + mu * b[j] : b[j]);
+    }
+  }
+}
+
 /* ------------------------------------------------------------------------ */
 /* A job: N leaves laid end to end over the flat state buffers. */
 
-enum { KIND_ADAM_MOMENTS, KIND_ADAM_OUT, KIND_MOMENTUM_BUFFER, KIND_MOMENTUM_OUT };
+enum {
+  KIND_ADAM_MOMENTS,
+  KIND_ADAM_OUT,
+  KIND_ADAM_STEP,
+  KIND_MOMENTUM_BUFFER,
+  KIND_MOMENTUM_OUT,
+  KIND_MOMENTUM_STEP
+};
 enum { CHUNK = 1 << 15, SERIAL_BELOW = 1 << 16, MAX_LEAF_ARRAYS = 3 };
 
 typedef struct {
@@ -182,6 +236,12 @@ static void run_span(const Job* J, int64_t i, int64_t a, int64_t b) {
         adam_apply(out, J->flat[0] + a, J->flat[1] + a, n, J->s, J->flags);
       else
         adam_update(out, J->flat[0] + a, J->flat[1] + a, p, n, J->s, J->flags);
+      break;
+    case KIND_ADAM_STEP:
+      adam_step(out, J->flat[0] + a, J->flat[1] + a, g, n, J->s, J->flags);
+      break;
+    case KIND_MOMENTUM_STEP:
+      momentum_step(out, J->flat[0] + a, g, n, J->s, J->flags);
       break;
     case KIND_MOMENTUM_BUFFER:
       momentum_buffer(J->flat[0] + a, g, n, J->s, J->flags & F_EXACT_JIT);
@@ -336,24 +396,39 @@ static void run(XLA_FFI_CallFrame* cf, Job* J) {
   release(J);
 }
 
-/* Operands: scalars f32[k], `n_flat` state buffers, then `n_groups` groups of N
-   leaves each (N inferred). Results: the updated state buffers (moment kernels,
-   aliased to their operands) or N per-leaf outputs (output kernels). */
-static XLA_FFI_Error* dispatch(XLA_FFI_CallFrame* cf, int kind, int n_flat, int n_groups,
-                               int n_scalars) {
+/* Operands: scalars f32[k], `n_flat` flat state buffers, then groups of N leaves
+   each (gradients g, then params p, as the kind and flags say). Results: the
+   updated state buffers (in place, aliased to their operands) for the moment and
+   step kernels, then N per-leaf results (updates, or params in place for apply
+   and step kernels, aliased to the p operands). The attribute `offset` says
+   where in the flat buffers the leaves start. */
+static XLA_FFI_Error* dispatch(XLA_FFI_CallFrame* cf, int kind, int n_flat, int n_scalars) {
   if (is_metadata_query(cf)) return NULL;
   const XLA_FFI_Api* api = cf->api;
   int flags = 0;
   if (!flags_attr(cf, &flags)) return error(api, "adaptx kernel: missing int32 attribute 'flags'");
+  const int step = kind == KIND_ADAM_STEP || kind == KIND_MOMENTUM_STEP;
+  const int flat_out = step || kind == KIND_ADAM_MOMENTS || kind == KIND_MOMENTUM_BUFFER;
+  const int leaf_out = !(kind == KIND_ADAM_MOMENTS || kind == KIND_MOMENTUM_BUFFER);
+  const int in_place = step || (flags & F_APPLY);
+  int take_g = flat_out, take_p = step;
+  if (kind == KIND_ADAM_OUT) take_p = (flags & (F_APPLY | F_DECAY)) != 0;
+  if (kind == KIND_MOMENTUM_OUT) {
+    take_g = (flags & F_NESTEROV) != 0;
+    take_p = (flags & F_APPLY) != 0;
+  }
+  const int n_groups = take_g + take_p;
   XLA_FFI_Buffer* const* A = (XLA_FFI_Buffer* const*)cf->args.args;
   XLA_FFI_Buffer* const* R = (XLA_FFI_Buffer* const*)cf->rets.rets;
-  const int64_t head = 1 + n_flat, nargs = cf->args.size;
-  if (nargs < head || (n_groups > 0 && (nargs - head) % n_groups != 0) || (n_groups == 0 && nargs != head))
+  const int64_t head = 1 + n_flat, nargs = cf->args.size, r0 = flat_out ? n_flat : 0;
+  if (nargs < head || (n_groups > 0 && (nargs - head) % n_groups != 0) ||
+      (n_groups == 0 && nargs != head))
     return error(api, "adaptx kernel: wrong number of operands");
-  const int64_t N = n_groups > 0 ? (nargs - head) / n_groups : cf->rets.size;
-  const int moments = kind == KIND_ADAM_MOMENTS || kind == KIND_MOMENTUM_BUFFER;
-  if (cf->rets.size != (moments ? n_flat : N)) return error(api, "adaptx kernel: wrong number of results");
-  if (!all_f32(A, nargs) || !all_f32(R, cf->rets.size)) return error(api, "adaptx kernel: float32 only");
+  const int64_t N = n_groups > 0 ? (nargs - head) / n_groups : cf->rets.size - r0;
+  if (cf->rets.size != r0 + (leaf_out ? N : 0))
+    return error(api, "adaptx kernel: wrong number of results");
+  if (!all_f32(A, nargs) || !all_f32(R, cf->rets.size))
+    return error(api, "adaptx kernel: float32 only");
   if (num_elements(A[0]) < n_scalars) return error(api, "adaptx kernel: too few scalars");
 
   Job* J = (Job*)calloc(1, sizeof(Job) + (size_t)(N + 1) * sizeof(int64_t) +
@@ -367,18 +442,6 @@ static XLA_FFI_Error* dispatch(XLA_FFI_CallFrame* cf, int kind, int n_flat, int 
   J->s = (const float*)A[0]->data;
   J->n_leaves = N;
   J->off = off;
-  /* Which per-leaf operand groups a kernel takes, in order. */
-  int take_g = 0, take_p = 0;
-  if (moments) take_g = 1;
-  if (kind == KIND_ADAM_OUT) take_p = (flags & (F_APPLY | F_DECAY)) != 0;
-  if (kind == KIND_MOMENTUM_OUT) {
-    take_g = (flags & F_NESTEROV) != 0;
-    take_p = (flags & F_APPLY) != 0;
-  }
-  if (take_g + take_p != n_groups) {
-    free(J);
-    return error(api, "adaptx kernel: operand groups do not match the flags");
-  }
   int group = 0;
   if (take_g) J->in[0] = leaves + (group++) * N;
   if (take_p) J->in[1] = leaves + (group++) * N;
@@ -395,21 +458,21 @@ static XLA_FFI_Error* dispatch(XLA_FFI_CallFrame* cf, int kind, int n_flat, int 
       }
       n = nb;
     }
-    if (!moments) {
-      const int64_t nr = num_elements(R[i]);
+    if (leaf_out) {
+      const int64_t nr = num_elements(R[r0 + i]);
       if (n >= 0 && nr != n) {
         free(J);
         return error(api, "adaptx kernel: result size differs from its leaf");
       }
       n = nr;
-      out[i] = (float*)R[i]->data;
-      /* Apply kernels update the params in place: their results alias the p operands. */
-      if ((flags & F_APPLY) && J->in[1] && out[i] != J->in[1][i])
+      out[i] = (float*)R[r0 + i]->data;
+      /* In-place results alias the p operands; copy if XLA did not alias them. */
+      if (in_place && J->in[1] && out[i] != J->in[1][i])
         memcpy(out[i], J->in[1][i], (size_t)n * sizeof(float));
     }
     off[i + 1] = off[i] + n;
   }
-  J->out = moments ? NULL : out;
+  J->out = leaf_out ? out : NULL;
   J->total = off[N];
   /* The leaves cover elements [offset, offset + total) of the flat state buffers. */
   int64_t offset = 0;
@@ -419,13 +482,12 @@ static XLA_FFI_Error* dispatch(XLA_FFI_CallFrame* cf, int kind, int n_flat, int 
   }
   for (int k = 0; k < n_flat; ++k) {
     const int64_t size = num_elements(A[1 + k]);
-    if (offset + J->total > size || (moments && offset + J->total != size)) {
+    if (offset + J->total > size) {
       free(J);
       return error(api, "adaptx kernel: the leaves do not fit the flat state buffers");
     }
-    /* The moment kernels update in place: their results alias their operands. */
-    float* base = moments ? (float*)R[k]->data : (float*)A[1 + k]->data;
-    if (moments && R[k]->data != A[1 + k]->data)
+    float* base = flat_out ? (float*)R[k]->data : (float*)A[1 + k]->data;
+    if (flat_out && R[k]->data != A[1 + k]->data)
       memcpy(R[k]->data, A[1 + k]->data, (size_t)size * sizeof(float));
     J->flat[k] = base + offset;
   }
@@ -435,29 +497,30 @@ static XLA_FFI_Error* dispatch(XLA_FFI_CallFrame* cf, int kind, int n_flat, int 
 
 /* adam moments: (s[11], m, v, g_0..g_{N-1}) -> (m', v') in place. */
 EXPORT XLA_FFI_Error* adaptx_adam_moments(XLA_FFI_CallFrame* cf) {
-  return dispatch(cf, KIND_ADAM_MOMENTS, 2, 1, 11);
+  return dispatch(cf, KIND_ADAM_MOMENTS, 2, 11);
 }
 
-/* adam output: (s[11], m', v', [p_0..p_{N-1}]) -> u_i, or p_i + u_i with F_APPLY. */
+/* adam output: (s[11], m', v', [p_i]) -> u_i, or p_i + u_i in place with F_APPLY. */
 EXPORT XLA_FFI_Error* adaptx_adam_out(XLA_FFI_CallFrame* cf) {
-  int flags = 0;
-  if (!is_metadata_query(cf) && flags_attr(cf, &flags)) {
-    return dispatch(cf, KIND_ADAM_OUT, 2, (flags & (F_APPLY | F_DECAY)) ? 1 : 0, 11);
-  }
-  return dispatch(cf, KIND_ADAM_OUT, 2, 0, 11);
+  return dispatch(cf, KIND_ADAM_OUT, 2, 11);
 }
 
-/* momentum buffer: (s[3], b, g_0..g_{N-1}) -> b' in place. */
+/* adam step: (s[11], m, v, g_i, p_i) -> (m', v', p_i + u_i), all in place. */
+EXPORT XLA_FFI_Error* adaptx_adam_step(XLA_FFI_CallFrame* cf) {
+  return dispatch(cf, KIND_ADAM_STEP, 2, 11);
+}
+
+/* momentum buffer: (s[3], b, g_i) -> b' in place. */
 EXPORT XLA_FFI_Error* adaptx_momentum_buffer(XLA_FFI_CallFrame* cf) {
-  return dispatch(cf, KIND_MOMENTUM_BUFFER, 1, 1, 3);
+  return dispatch(cf, KIND_MOMENTUM_BUFFER, 1, 3);
 }
 
-/* momentum output: (s[3], b', [g_i], [p_i]) -> u_i, or p_i + u_i with F_APPLY. */
+/* momentum output: (s[3], b', [g_i], [p_i]) -> u_i, or p_i + u_i in place with F_APPLY. */
 EXPORT XLA_FFI_Error* adaptx_momentum_out(XLA_FFI_CallFrame* cf) {
-  int flags = 0;
-  if (!is_metadata_query(cf) && flags_attr(cf, &flags)) {
-    const int groups = ((flags & F_NESTEROV) != 0) + ((flags & F_APPLY) != 0);
-    return dispatch(cf, KIND_MOMENTUM_OUT, 1, groups, 3);
-  }
-  return dispatch(cf, KIND_MOMENTUM_OUT, 1, 0, 3);
+  return dispatch(cf, KIND_MOMENTUM_OUT, 1, 3);
+}
+
+/* momentum step: (s[3], b, g_i, p_i) -> (b', p_i + u_i), all in place. */
+EXPORT XLA_FFI_Error* adaptx_momentum_step(XLA_FFI_CallFrame* cf) {
+  return dispatch(cf, KIND_MOMENTUM_STEP, 1, 3);
 }
