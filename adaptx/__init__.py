@@ -81,4 +81,14 @@ from adaptx._weight_decay import add_decayed_weights as add_decayed_weights
 
 # --- end Adam family ------------------------------------------------------------
 
+# --- robustness: tree checks and checkpoints ---------------------------------
+# isort: split
+from adaptx._checkpoint import CheckpointError as CheckpointError
+from adaptx._checkpoint import load_state as load_state
+from adaptx._checkpoint import save_state as save_state
+from adaptx._signature import TreeMismatchError as TreeMismatchError
+from adaptx._signature import TreeSignature as TreeSignature
+
+# --- end robustness -------------------------------------------------------------
+
 __version__ = "0.1.0.dev0"

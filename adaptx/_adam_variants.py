@@ -15,6 +15,7 @@ import numpy as np
 
 from adaptx._adam import (
     check_moment_hyperparams,
+    check_moment_updates,
     divide,
     init_first_moment,
     init_second_moment,
@@ -138,7 +139,7 @@ def scale_by_amsgrad(
       Reddi, Kale & Kumar, "On the Convergence of Adam and Beyond", ICLR 2018,
       https://openreview.net/forum?id=ryQu7f-RZ (Algorithm 2).
     """
-    check_moment_hyperparams(b1, b2, eps, eps_root)
+    check_moment_hyperparams(b1, b2, eps, eps_root, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
     if variant not in _AMSGRAD_VARIANTS:
         raise ValueError(f"variant must be one of {_AMSGRAD_VARIANTS}, got {variant!r}")
 
@@ -152,7 +153,8 @@ def scale_by_amsgrad(
         )
 
     def update_fn(updates, state, params=None, **extra_args):
-        del params, extra_args
+        del extra_args
+        check_moment_updates("scale_by_amsgrad", updates, state, mu_dtype, nu_dtype, params)
         count, mu, nu = update_moments(updates, state, b1, b2)
 
         @functools.cache
@@ -299,7 +301,7 @@ def scale_by_nadam(
       Dozat, "Incorporating Nesterov Momentum into Adam", ICLR 2016 Workshop,
       https://openreview.net/forum?id=OM0jvwB8jIp57ZJjtNEZ
     """
-    check_moment_hyperparams(b1, b2, eps, eps_root)
+    check_moment_hyperparams(b1, b2, eps, eps_root, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
     if momentum_decay is not None:
         check_nonnegative("momentum_decay", momentum_decay)
 
@@ -312,7 +314,8 @@ def scale_by_nadam(
         )
 
     def update_fn(updates, state, params=None, **extra_args):
-        del params, extra_args
+        del extra_args
+        check_moment_updates("scale_by_nadam", updates, state, mu_dtype, nu_dtype, params)
         count, mu, nu = update_moments(updates, state, b1, b2)
         pdt = state.mu_product.dtype
         t = count.astype(pdt)

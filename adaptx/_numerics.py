@@ -129,6 +129,8 @@ def tree_update_moment_per_elem_norm(updates: Any, moments: Any, decay: Any, ord
 
     def f(g, m):
         cdt = compute_dtype(m.dtype)
+        # Square g in the compute dtype (a bfloat16 g**2 would lose 8 bits of the moment).
+        g = _widen(g, max(cdt, compute_dtype(g.dtype), key=lambda d: d.itemsize))
         n = abs_sq(g) if order == 2 else jnp.abs(g) ** order
         n = n.astype(cdt)
         d = hyperparam(decay, cdt)

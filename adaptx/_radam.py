@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from adaptx._adam import (
     ScaleByAdamState,
     check_moment_hyperparams,
+    check_moment_updates,
     divide,
     init_adam_state,
     leaf_compute_dtype,
@@ -182,11 +183,12 @@ def scale_by_radam(
       Learning Rate and Beyond", ICLR 2020, https://arxiv.org/abs/1908.03265
       (Algorithm 2).
     """
-    check_moment_hyperparams(b1, b2, eps, eps_root)
+    check_moment_hyperparams(b1, b2, eps, eps_root, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
     check_range("threshold", threshold, 4.0, None)
 
     def update_fn(updates, state, params=None, **extra_args):
-        del params, extra_args
+        del extra_args
+        check_moment_updates("scale_by_radam", updates, state, mu_dtype, nu_dtype, params)
         count, mu, nu = update_moments(updates, state, b1, b2)
 
         @functools.cache
