@@ -17,6 +17,11 @@ Dtypes, for every transform of the family:
   ``m_hat / (sqrt(v_hat) + eps)`` with a real, non-negative denominator.
   (torch treats a complex parameter as a pair of real ones, with one second
   moment per real and imaginary part; the two agree on real parameters.)
+- a zero denominator (``eps = 0`` and a zero second moment, i.e. a
+  coordinate whose gradients have all been 0) gives a zero step, not 0/0;
+  float16 parameters give no NaN on a zero gradient (the arithmetic is in
+  float32, where ``eps = 1e-8`` does not underflow; optax's float16 Adam
+  returns NaN there).
 
 Hyper-parameters are converted once per compute dtype with ``hyperparam``
 and every derived quantity (``1 - b1``, ``1 - b1**t``) is computed from that
@@ -101,6 +106,18 @@ def widen(x: jax.Array, cdt: np.dtype) -> jax.Array:
 def divide(x: jax.Array, d: jax.Array) -> jax.Array:
     """``x / d`` for a real ``d`` of ``x``'s (real) precision; ``x`` may be complex."""
     return x / d.astype(x.dtype)
+
+
+def divide_or_zero(x: jax.Array, d: jax.Array) -> jax.Array:
+    """``x / d`` where ``d > 0``, and 0 where ``d == 0`` (no 0/0, no x/0).
+
+    A denominator ``sqrt(v) + eps`` is 0 only with ``eps = 0`` (or an ``eps``
+    that underflows in a low-precision state) and ``v = 0``, i.e. for a
+    coordinate whose gradients have been 0: its step is 0.
+    """
+    positive = d > 0
+    q = divide(x, jnp.where(positive, d, jnp.ones((), d.dtype)))
+    return jnp.where(positive, q, jnp.zeros((), q.dtype))
 
 
 def times(x: jax.Array, s: jax.Array) -> jax.Array:
@@ -314,7 +331,7 @@ def scale_by_adam(
             c1, c2, e, er = scalars(cdt)
             m_hat = divide(widen(m, cdt), c1)
             denom = jnp.sqrt(v.astype(cdt) / c2 + er) + e
-            return divide(m_hat, denom).astype(g.dtype)
+            return divide_or_zero(m_hat, denom).astype(g.dtype)
 
         out = jax.tree.map(direction, updates, mu, nu)
         return out, ScaleByAdamState(count=count, mu=mu, nu=nu)
@@ -407,12 +424,10 @@ def scale_by_adamax(
 
         def direction(g, m, u):
             cdt = leaf_compute_dtype(g, m, u)
-            denom = correction(cdt) * u.astype(cdt)
             # u = 0 only where every |g| + eps so far was 0 (eps = 0, or eps underflowing
             # to 0 in a float16 u): m is 0 there too, and the step is 0, not 0/0.
-            positive = denom > 0
-            out = divide(widen(m, cdt), jnp.where(positive, denom, jnp.ones((), cdt)))
-            return jnp.where(positive, out, jnp.zeros((), out.dtype)).astype(g.dtype)
+            denom = correction(cdt) * u.astype(cdt)
+            return divide_or_zero(widen(m, cdt), denom).astype(g.dtype)
 
         out = jax.tree.map(direction, updates, mu, nu)
         return out, ScaleByAdamState(count=count, mu=mu, nu=nu)

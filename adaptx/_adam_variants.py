@@ -17,6 +17,7 @@ from adaptx._adam import (
     check_moment_hyperparams,
     check_moment_updates,
     divide,
+    divide_or_zero,
     init_first_moment,
     init_second_moment,
     leaf_compute_dtype,
@@ -184,7 +185,7 @@ def scale_by_amsgrad(
                 m_hat = divide(m_hat, c1)
             if variant == "max_raw":
                 v_hat = v_hat / c2
-            return divide(m_hat, jnp.sqrt(v_hat + er) + e).astype(g.dtype)
+            return divide_or_zero(m_hat, jnp.sqrt(v_hat + er) + e).astype(g.dtype)
 
         out = jax.tree.map(direction, updates, mu, nu_max)
         return out, ScaleByAmsgradState(count=count, mu=mu, nu=nu, nu_max=nu_max)
@@ -346,7 +347,8 @@ def scale_by_nadam(
             cdt = leaf_compute_dtype(g, m, v)
             w_g, w_m, c2, e, er = scalars(cdt)
             m_bar = times(widen(g, cdt), w_g) + times(widen(m, cdt), w_m)
-            return divide(m_bar, jnp.sqrt(v.astype(cdt) / c2 + er) + e).astype(g.dtype)
+            denom = jnp.sqrt(v.astype(cdt) / c2 + er) + e
+            return divide_or_zero(m_bar, denom).astype(g.dtype)
 
         out = jax.tree.map(direction, updates, mu, nu)
         return out, ScaleByNadamState(count=count, mu=mu, nu=nu, mu_product=product)

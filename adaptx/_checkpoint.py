@@ -170,12 +170,6 @@ def _check_against(header: dict, like: Any, path: str) -> tuple[Any, list[Any]]:
             f"{sorted(want - got)[:5]}, not in `like`: {sorted(got - want)[:5]}).\n"
             f"  saved: {header['treedef']}\n  like:  {treedef}"
         )
-    if header["treedef"] != str(treedef):
-        raise CheckpointError(
-            f"load_state: {path} holds a state whose node types differ from `like`'s "
-            "(another optimizer, or one initialised for other parameters).\n"
-            f"  saved: {header['treedef']}\n  like:  {treedef}"
-        )
     for e, x in zip(saved, leaves):
         want = (_dtype_name(x), list(jnp.shape(x)))
         if (e["dtype"], e["shape"]) != want:
@@ -183,6 +177,12 @@ def _check_against(header: dict, like: Any, path: str) -> tuple[Any, list[Any]]:
                 f"load_state: leaf {e['path']} of {path} is {e['dtype']} {tuple(e['shape'])}, "
                 f"but `like` has {want[0]} {tuple(want[1])}"
             )
+    if header["treedef"] != str(treedef):
+        raise CheckpointError(
+            f"load_state: {path} holds a state whose node types differ from `like`'s "
+            "(another optimizer, or one initialised for other parameters).\n"
+            f"  saved: {header['treedef']}\n  like:  {treedef}"
+        )
     return treedef, leaves
 
 

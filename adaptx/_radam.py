@@ -17,6 +17,7 @@ from adaptx._adam import (
     check_moment_hyperparams,
     check_moment_updates,
     divide,
+    divide_or_zero,
     init_adam_state,
     leaf_compute_dtype,
     times,
@@ -214,7 +215,8 @@ def scale_by_radam(
                 m_hat = times(widen(m, cdt), b / c1_next) + times(widen(g, cdt), (1 - b) / c1)
             else:
                 m_hat = divide(widen(m, cdt), c1)
-            rectified = times(divide(m_hat, jnp.sqrt(v.astype(cdt) / c2 + er) + e), r)
+            denom = jnp.sqrt(v.astype(cdt) / c2 + er) + e
+            rectified = times(divide_or_zero(m_hat, denom), r)
             return jnp.where(rectify, rectified, m_hat).astype(g.dtype)
 
         out = jax.tree.map(direction, updates, mu, nu)
