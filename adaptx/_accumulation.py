@@ -18,6 +18,7 @@ from adaptx._base import (
 )
 from adaptx._combine import _check_transform
 from adaptx._numerics import _wide, safe_increment
+from adaptx._signature import check_like
 
 
 class MultiStepsState(NamedTuple):
@@ -134,6 +135,7 @@ class MultiSteps(GradientTransformation):
             )
 
         def update_fn(updates, state: MultiStepsState, params=None, **extra_args):
+            check_like("MultiSteps", updates, state.acc_grads, "kind", params)
             k = jnp.asarray(k_fn(state.gradient_step)).astype(jnp.int32)
             acc = jax.tree.map(lambda a, g: a + g.astype(a.dtype), state.acc_grads, updates)
             emit = state.mini_step + 1 >= k

@@ -28,9 +28,15 @@ from adaptx._numerics import (
     tree_update_moment_per_elem_norm,
 )
 from adaptx._scale import scale_by_learning_rate
-from adaptx._sgd import check_momentum, check_nesterov, trace
+from adaptx._sgd import check_nesterov, trace
 from adaptx._signature import check_like
-from adaptx._validate import check_decay, check_dtype, check_nonnegative, check_positive
+from adaptx._validate import (
+    check_decay,
+    check_dtype,
+    check_momentum,
+    check_nonnegative,
+    check_positive,
+)
 
 
 def _real(dtype: Any) -> Any:

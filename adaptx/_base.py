@@ -176,13 +176,14 @@ def identity() -> GradientTransformation:
 
 
 def stateless(
-    f: Callable[[Updates, Params | None], Updates],
+    f: Callable[[Updates, Params | None], Updates], *, name: str | None = None
 ) -> GradientTransformation:
     """Lifts ``f(updates, params) -> updates`` to a transform that keeps no state.
 
     Args:
       f: a pure function of the whole updates tree and the params (which may be
         ``None`` when the caller does not pass them).
+      name: the transform's name in error messages (default ``stateless(f's name)``).
 
     Returns:
       A ``GradientTransformation`` whose state is ``EmptyState.of(params)``:
@@ -198,7 +199,7 @@ def stateless(
       Array([2., 2.], dtype=float32)
     """
 
-    where = f"stateless({getattr(f, '__name__', type(f).__name__)})"
+    where = name or f"stateless({getattr(f, '__name__', type(f).__name__)})"
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
@@ -220,9 +221,6 @@ def set_to_zero() -> GradientTransformation:
       >>> tx.update(jnp.array([1.0, 2.0]), tx.init(None))[0]
       Array([0., 0.], dtype=float32)
     """
-
-    def zeros(updates: Updates, params: Params | None) -> Updates:
-        return jax.tree.map(jnp.zeros_like, updates)
-
-    zeros.__name__ = "set_to_zero"
-    return stateless(zeros)
+    return stateless(
+        lambda updates, params: jax.tree.map(jnp.zeros_like, updates), name="set_to_zero"
+    )

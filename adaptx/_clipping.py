@@ -57,7 +57,7 @@ def clip(max_delta: float | jax.Array) -> GradientTransformation:
         m = m.astype(u.dtype)
         return jnp.clip(u, -m, m)
 
-    return stateless(lambda updates, params: jax.tree.map(f, updates))
+    return stateless(lambda updates, params: jax.tree.map(f, updates), name="clip")
 
 
 def _sum_of_squares(tree: Any) -> jax.Array:
@@ -116,7 +116,7 @@ def clip_by_global_norm(
         factor = m / jnp.maximum(norm, m)
         return jax.tree.map(lambda u: _scaled(u, factor), updates)
 
-    return stateless(f)
+    return stateless(f, name="clip_by_global_norm")
 
 
 def clip_by_block_rms(threshold: float | jax.Array) -> GradientTransformation:
@@ -149,4 +149,4 @@ def clip_by_block_rms(threshold: float | jax.Array) -> GradientTransformation:
         t = hyperparam(threshold, cdt)
         return _scaled(u, t / jnp.maximum(rms, t))
 
-    return stateless(lambda updates, params: jax.tree.map(f, updates))
+    return stateless(lambda updates, params: jax.tree.map(f, updates), name="clip_by_block_rms")

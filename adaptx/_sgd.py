@@ -21,7 +21,7 @@ from adaptx._numerics import (
 )
 from adaptx._scale import scale_by_learning_rate
 from adaptx._signature import check_like
-from adaptx._validate import check_decay, check_dtype, check_range
+from adaptx._validate import check_decay, check_dtype, check_momentum
 
 
 def _accumulator_dtype(dtype: Any) -> Any:
@@ -40,11 +40,6 @@ def _zeros_accumulator(params: Params, dtype: Any) -> Updates:
                     "pass a complex accumulator_dtype (e.g. complex64) or None"
                 )
     return tree_zeros_like(params, dtype)
-
-
-def check_momentum(name: str, momentum: Any) -> None:
-    """A heavy-ball momentum: ``0 <= momentum <= 1`` (1 is a plain running sum)."""
-    check_range(name, momentum, 0.0, 1.0)
 
 
 def check_nesterov(momentum: Any, nesterov: bool) -> None:

@@ -287,6 +287,20 @@ def check_like(
     check_updates(where, updates, TreeSignature.of(reference, mode), params)
 
 
+def check_structure(where: str, updates: Any, reference: Any, params: Any = None) -> None:
+    """``check_updates`` against only the tree structure of ``reference``.
+
+    For states that keep one small entry per leaf (a flag, a norm) rather than
+    a params-shaped array: the structure is checked against the state, shapes
+    and dtypes against ``params`` when given.
+    """
+    treedef = jax.tree.structure(reference)
+    got = jax.tree.structure(updates)
+    if got != treedef:
+        raise TreeMismatchError(_structure_message(where, "updates", treedef, got))
+    check_updates(where, updates, None, params)
+
+
 def signature_of(params: Any) -> TreeSignature | None:
     """What a stateless transform records at ``init``: ``None`` for ``init(None)``."""
     return None if params is None else TreeSignature.of(params)

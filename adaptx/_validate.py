@@ -119,6 +119,11 @@ def check_decay(name: str, value: Any) -> None:
     check_range(name, value, 0.0, 1.0, high_open=True)
 
 
+def check_momentum(name: str, momentum: Any) -> None:
+    """A heavy-ball momentum: ``0 <= momentum <= 1`` (1 is a plain running sum)."""
+    check_range(name, momentum, 0.0, 1.0)
+
+
 def check_integer(name: str, value: Any, minimum: int) -> None:
     """A Python (or NumPy) integer ``>= minimum``; booleans and floats are rejected.
 

@@ -100,7 +100,8 @@ def test_loaded_leaves_take_the_sharding_of_like(tmp_path):
             lambda: adaptx.chain(
                 adaptx.add_decayed_weights(1e-2), adaptx.adam(0.1, mu_dtype=jnp.float32)
             ).init({**PARAMS, "w": jnp.zeros((2, 3))}),
-            r"leaf \[1\]\[0\]\.mu\['w'\] of .* is float32 \(3, 2\), but `like` has float32 \(2, 3\)",
+            r"leaf \[1\]\[0\]\.mu\['w'\] of .* is float32 \(3, 2\), "
+            r"but `like` has float32 \(2, 3\)",
         ),
         (
             lambda: adaptx.chain(adaptx.add_decayed_weights(1e-2), adaptx.adam(0.1)).init(PARAMS),
@@ -182,7 +183,7 @@ def test_other_files_are_refused(tmp_path):
 
 
 def test_a_failed_save_leaves_the_previous_checkpoint_intact(saved):
-    tx, state, path = saved
+    _, state, path = saved
     before = open_bytes(path)
     bad = (state, {"key": jax.random.key(0)})  # a typed PRNG key is not saveable as an array
     with pytest.raises(adaptx.CheckpointError, match=r"leaf \[1\]\['key'\] cannot be saved"):
