@@ -51,6 +51,11 @@ def _value(name: str, x: Any) -> float | None:
     return float(x)
 
 
+def _show(value: Any, v: float) -> str:
+    """The value for a message: as given for Python numbers, as a float for arrays."""
+    return repr(value) if isinstance(value, (int, float)) else repr(v)
+
+
 def check_number(name: str, value: Any) -> None:
     """A finite real scalar (any sign); schedules and traced values pass.
 
@@ -63,7 +68,7 @@ def check_number(name: str, value: Any) -> None:
     """
     v = _value(name, value)
     if v is not None and not math.isfinite(v):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
+        raise ValueError(f"{name} must be a finite number, got {_show(value, v)}")
 
 
 def check_range(
@@ -101,7 +106,7 @@ def check_range(
     if high is not None:
         bad = bad or (v >= high if high_open else v > high)
     if bad:
-        raise ValueError(f"{name} must be in {allowed}, got {value!r}")
+        raise ValueError(f"{name} must be in {allowed}, got {_show(value, v)}")
 
 
 def check_nonnegative(name: str, value: Any) -> None:

@@ -341,6 +341,81 @@ CASES = [
         ValueError,
         r"chain of 2 transforms got a state with 1 entries",
     ),
+    # --- combinators and wrappers ---------------------------------------------------
+    (
+        "clip_by_global_norm 0",
+        lambda: adaptx.clip_by_global_norm(0.0),
+        ValueError,
+        r"max_norm must be in \(0.0, inf\), got 0.0",
+    ),
+    (
+        "clip negative",
+        lambda: adaptx.clip(-1.0),
+        ValueError,
+        r"max_delta must be in \[0.0, inf\), got -1.0",
+    ),
+    (
+        "clip_by_block_rms 0",
+        lambda: adaptx.clip_by_block_rms(0.0),
+        ValueError,
+        r"threshold must be in \(0.0, inf\), got 0.0",
+    ),
+    (
+        "MultiSteps every_k 0",
+        lambda: adaptx.MultiSteps(adaptx.sgd(0.1), 0),
+        ValueError,
+        r"every_k_schedule must be an integer >= 1 or a schedule, got 0",
+    ),
+    (
+        "lookahead slow_step_size > 1",
+        lambda: adaptx.lookahead(adaptx.sgd(0.1), 5, 1.5),
+        ValueError,
+        r"slow_step_size must be in \[0.0, 1.0\], got 1.5",
+    ),
+    (
+        "lookahead sync_period 0",
+        lambda: adaptx.lookahead(adaptx.sgd(0.1), 0, 0.5),
+        ValueError,
+        r"sync_period must be an integer >= 1, got 0",
+    ),
+    (
+        "apply_if_finite negative limit",
+        lambda: adaptx.apply_if_finite(adaptx.sgd(0.1), -1),
+        ValueError,
+        r"max_consecutive_errors must be an integer >= 0 or None",
+    ),
+    (
+        "partition label without transform",
+        lambda: adaptx.partition({"a": adaptx.sgd(0.1)}, {"w": "a", "b": "c"}).init(P),
+        ValueError,
+        r"partition: labels \['c'\] have no transform",
+    ),
+    (
+        "masked: mask of another structure",
+        lambda: adaptx.masked(adaptx.sgd(0.1), {"w": True, "x": False}).init(P),
+        ValueError,
+        r"mask must have the structure of the params",
+    ),
+    (
+        "run-time momentum > 1",
+        lambda: adaptx.set_hyperparams(
+            adaptx.inject_hyperparams(adaptx.sgd)(0.1, 0.9).init(P), momentum=1.5
+        ),
+        ValueError,
+        r"momentum must be in \[0.0, 1.0\], got 1.5",
+    ),
+    (
+        "injected b1 = 1",
+        lambda: adaptx.inject_hyperparams(adaptx.adam)(b1=1.0),
+        ValueError,
+        r"b1 must be in \[0.0, 1.0\), got 1.0",
+    ),
+    (
+        "update: MultiSteps, transposed leaf",
+        lambda: _step(adaptx.MultiSteps(adaptx.adam(), 2), {**G, "w": G["w"].T}, with_params=False),
+        adaptx.TreeMismatchError,
+        r"MultiSteps: updates leaf \['w'\]",
+    ),
     # --- trees: update ----------------------------------------------------------------------
     (
         "update: transposed leaf",
