@@ -16,7 +16,10 @@ transform's ``update``:
 - against ``params`` when ``update`` receives them.
 
 Under ``jit`` all of it happens at trace time: shapes and dtypes are static,
-so a compiled step pays nothing.
+so a compiled step pays nothing. Inside ``shard_map`` (or ``pmap``), where
+each device sees a block of every array, a state initialised outside on the
+whole parameters accepts updates whose every dimension divides the recorded
+one; moments and ``params`` passed in are blocks too and are compared exactly.
 
 **Dtype policy.** The updates must have the parameters' dtypes. A float32
 gradient for bfloat16 parameters raises (as does the reverse, which would
@@ -94,6 +97,19 @@ def _describe(expect: tuple[np.dtype, ...] | str) -> str:
     if isinstance(expect, tuple):
         return " or ".join(str(d) for d in expect)
     return expect
+
+
+def _inside_manual_axes() -> bool:
+    """Whether we are traced inside ``shard_map`` or ``pmap`` (manual mesh axes)."""
+    try:
+        return bool(jax.sharding.get_abstract_mesh().manual_axes)
+    except Exception:  # an older JAX without abstract meshes: no relaxation
+        return False
+
+
+def _is_block(shape: tuple, whole: tuple) -> bool:
+    """Whether ``shape`` can be one device's block of an array of shape ``whole``."""
+    return len(shape) == len(whole) and all(b > 0 and w % b == 0 for b, w in zip(shape, whole))
 
 
 def _paths(treedef: Any) -> list[str]:
@@ -193,9 +209,14 @@ class TreeSignature:
         leaves, treedef = jax.tree.flatten(tree)
         if treedef != self.treedef:
             raise TreeMismatchError(_structure_message(where, what, self.treedef, treedef))
+        manual = None
         for i, x in enumerate(leaves):
             shape, dtype = jnp.shape(x), _dtype(x)
-            if shape != self.shapes[i] or not _allows(self.expects[i], dtype):
+            ok = shape == self.shapes[i]
+            if not ok:  # inside shard_map a leaf may be one device's block of the whole
+                manual = _inside_manual_axes() if manual is None else manual
+                ok = manual and _is_block(shape, self.shapes[i])
+            if not ok or not _allows(self.expects[i], dtype):
                 raise TreeMismatchError(_leaf_message(where, what, self, i, shape, dtype))
 
 

@@ -280,3 +280,46 @@ def test_bfloat16_params_with_float32_state(name):
     for a, b in zip(jax.tree.leaves(s16), jax.tree.leaves(s32)):
         tol = 2**-6 * float(jnp.max(jnp.abs(b))) if jnp.size(b) else 0.0
         np.testing.assert_allclose(a, b, rtol=2**-7, atol=tol)
+
+
+# --- shard_map: a state initialised on the whole params, updated on blocks --------------
+
+
+def test_state_initialised_outside_shard_map_checks_blocks_inside():
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    mesh = jax.make_mesh((4,), ("model",), devices=jax.devices()[:4])
+    params = {"w": jnp.arange(32.0).reshape(8, 4) / 32, "b": jnp.ones(8)}
+    specs = {"w": P("model"), "b": P("model")}
+    tx = adaptx.chain(adaptx.clip_by_global_norm(1.0, axis_name="model"), adaptx.adam(0.1))
+    # init on the whole params: the EmptyStates record the whole shapes.
+    state_specs = (P(), (adaptx.ScaleByAdamState(P(), specs, specs), P()))
+
+    def put(tree, spec_tree):
+        return jax.tree.map(
+            lambda sp, sub: jax.tree.map(lambda x: jax.device_put(x, NamedSharding(mesh, sp)), sub),
+            spec_tree,
+            tree,
+            is_leaf=lambda z: isinstance(z, P),
+        )
+
+    def run(g_specs, grads):
+        f = jax.shard_map(
+            lambda s, g: tx.update(g, s),
+            mesh=mesh,
+            in_specs=(state_specs, g_specs),
+            out_specs=(specs, state_specs),
+            check_vma=False,
+        )
+        return jax.jit(f)(put(tx.init(params), state_specs), put(grads, g_specs))
+
+    grads = jax.tree.map(jnp.ones_like, params)
+    updates, _ = run(specs, grads)  # each device sees (2, 4) and (2,) blocks
+    whole = adaptx.chain(adaptx.clip_by_global_norm(1.0), adaptx.adam(0.1))
+    want, _ = whole.update(grads, whole.init(params), params)
+    for a, b in zip(jax.tree.leaves(updates), jax.tree.leaves(want)):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    # A block that cannot come from the recorded shape is still refused.
+    with pytest.raises(adaptx.TreeMismatchError, match=r"\['w'\]"):
+        run({"w": P(None, "model"), "b": P("model")}, {"w": jnp.ones((3, 4)), "b": jnp.ones(8)})
