@@ -248,7 +248,7 @@ def _some(paths: list[str], n: int = 5) -> str:
 def _leaf_message(
     where: str, what: str, sig: TreeSignature, i: int, shape: tuple, dtype: np.dtype
 ) -> str:
-    path = _paths(sig.treedef)[i]
+    path = _paths(sig.treedef)[i] or "(the root)"
     want = f"shape {sig.shapes[i]}, dtype {_describe(sig.expects[i])}"
     got = f"shape {tuple(shape)}, dtype {dtype}"
     if tuple(shape) != sig.shapes[i]:
