@@ -40,4 +40,25 @@ from adaptx._schedules import warmup_cosine_decay_schedule as warmup_cosine_deca
 from adaptx._updates import apply_updates as apply_updates
 from adaptx._updates import incremental_update as incremental_update
 
+# isort: split
+# --- SGD and adaptive-learning-rate families ---------------------------------------------
+from adaptx._adaptive import ScaleByAdaDeltaState as ScaleByAdaDeltaState
+from adaptx._adaptive import ScaleByRmsState as ScaleByRmsState
+from adaptx._adaptive import ScaleByRssState as ScaleByRssState
+from adaptx._adaptive import ScaleByStddevState as ScaleByStddevState
+from adaptx._adaptive import adadelta as adadelta
+from adaptx._adaptive import adagrad as adagrad
+from adaptx._adaptive import rmsprop as rmsprop
+from adaptx._adaptive import scale_by_adadelta as scale_by_adadelta
+from adaptx._adaptive import scale_by_rms as scale_by_rms
+from adaptx._adaptive import scale_by_rss as scale_by_rss
+from adaptx._adaptive import scale_by_stddev as scale_by_stddev
+from adaptx._sgd import EmaState as EmaState
+from adaptx._sgd import TraceState as TraceState
+from adaptx._sgd import ema as ema
+from adaptx._sgd import sgd as sgd
+from adaptx._sgd import trace as trace
+
+# --- end SGD and adaptive-learning-rate families -----------------------------------------
+
 __version__ = "0.1.0.dev0"
