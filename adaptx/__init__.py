@@ -60,5 +60,25 @@ from adaptx._sgd import sgd as sgd
 from adaptx._sgd import trace as trace
 
 # --- end SGD and adaptive-learning-rate families -----------------------------------------
+# --- Adam family and weight decay ---------------------------------------------
+# isort: split
+from adaptx._adam import ScaleByAdamState as ScaleByAdamState
+from adaptx._adam import scale_by_adam as scale_by_adam
+from adaptx._adam import scale_by_adamax as scale_by_adamax
+from adaptx._adam_aliases import adam as adam
+from adaptx._adam_aliases import adamax as adamax
+from adaptx._adam_aliases import adamw as adamw
+from adaptx._adam_aliases import amsgrad as amsgrad
+from adaptx._adam_aliases import nadam as nadam
+from adaptx._adam_aliases import radam as radam
+from adaptx._adam_variants import ScaleByAmsgradState as ScaleByAmsgradState
+from adaptx._adam_variants import ScaleByNadamState as ScaleByNadamState
+from adaptx._adam_variants import scale_by_amsgrad as scale_by_amsgrad
+from adaptx._adam_variants import scale_by_nadam as scale_by_nadam
+from adaptx._radam import radam_rho as radam_rho
+from adaptx._radam import scale_by_radam as scale_by_radam
+from adaptx._weight_decay import add_decayed_weights as add_decayed_weights
+
+# --- end Adam family ------------------------------------------------------------
 
 __version__ = "0.1.0.dev0"

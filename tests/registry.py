@@ -140,6 +140,49 @@ REGISTRY: list[Entry] = [
         complex_ok=True,
     ),
     # ... end SGD family
+    # --- Adam family (adam-family) ---
+    Entry("adam", lambda lr: adaptx.adam(lr), complex_ok=True),
+    Entry("adam[nesterov]", lambda lr: adaptx.adam(lr, nesterov=True), complex_ok=True),
+    Entry("adamw", lambda lr: adaptx.adamw(lr, weight_decay=1e-4), complex_ok=True),
+    # AMSGrad keeps Rosenbrock's first, large gradient in v_max for good: its steps stay
+    # small, so it needs 1e-2 where Adam gets there with 1e-3.
+    Entry("amsgrad", lambda lr: adaptx.amsgrad(lr), rosenbrock_lr=1e-2, complex_ok=True),
+    Entry(
+        "amsgrad[paper]",
+        lambda lr: adaptx.amsgrad(lr, variant="paper"),
+        rosenbrock_lr=1e-2,
+        complex_ok=True,
+    ),
+    Entry("adamax", lambda lr: adaptx.adamax(lr), complex_ok=True),
+    Entry("nadam", lambda lr: adaptx.nadam(lr), complex_ok=True),
+    Entry("radam", lambda lr: adaptx.radam(lr), complex_ok=True),
+    Entry("scale_by_adam", lambda lr: adaptx.scale_by_adam(), kind="direction", complex_ok=True),
+    Entry(
+        "scale_by_adam[b1_decay]",
+        lambda lr: adaptx.scale_by_adam(b1_decay=1 - 1e-4),
+        kind="direction",
+        complex_ok=True,
+    ),
+    Entry(
+        "scale_by_adamax", lambda lr: adaptx.scale_by_adamax(), kind="direction", complex_ok=True
+    ),
+    Entry(
+        "scale_by_amsgrad",
+        lambda lr: adaptx.scale_by_amsgrad(),
+        kind="direction",
+        rosenbrock_lr=1e-2,
+        complex_ok=True,
+    ),
+    Entry("scale_by_nadam", lambda lr: adaptx.scale_by_nadam(), kind="direction", complex_ok=True),
+    Entry("scale_by_radam", lambda lr: adaptx.scale_by_radam(), kind="direction", complex_ok=True),
+    Entry(
+        "add_decayed_weights",
+        lambda lr: adaptx.add_decayed_weights(1e-4),
+        kind="direction",
+        complex_ok=True,
+        needs_params=True,
+    ),
+    # --- end Adam family ---
     # --- combinators and wrappers ---------------------------------------------
 ]
 
