@@ -11,6 +11,7 @@ minibatches) is one jitted call per optimizer.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Sequence
 
@@ -117,6 +118,44 @@ class TrainResult:
         return jax.tree.map(lambda p: np.asarray(p[i]), self.params)
 
 
+def _optimizer(spec: OptimizerSpec, lr: jax.Array, l2: jax.Array) -> GradientTransformation:
+    """``spec``'s optimizer with step size ``lr / sqrt(t)`` (``lr`` a run-time array)."""
+    return spec.make(adaptx.inverse_sqrt_schedule(lr), l2)
+
+
+# Module-level jitted functions, so repeated runs (other seeds, other problems of
+# the same shape) reuse the compilation: ``spec`` and ``batch_size`` are static.
+@functools.partial(jax.jit, static_argnames=("spec",))
+def _init_grid(spec: OptimizerSpec, lrs: jax.Array, params0: Params, l2: jax.Array):
+    return jax.vmap(lambda lr: (params0, _optimizer(spec, lr, l2).init(params0)))(lrs)
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "batch_size"))
+def _epoch(spec, batch_size, x, y, l2, lrs, params, states, key):
+    """One pass over the data for every learning rate: a scan over minibatches, vmapped."""
+    n_batches = x.shape[0] // batch_size
+
+    def loss(p, xb, yb):
+        # AdamW applies the L2 term itself, as decoupled weight decay.
+        return data_loss(p, xb, yb) if spec.decoupled_l2 else objective(p, xb, yb, l2)
+
+    def one_run(lr, params, state, batches):
+        tx = _optimizer(spec, lr, l2)
+
+        def step(carry, idx):
+            p, s = carry
+            grads = jax.grad(loss)(p, x[idx], y[idx])
+            updates, s = tx.update(grads, s, p)
+            return (adaptx.apply_updates(p, updates), s), None
+
+        (params, state), _ = jax.lax.scan(step, (params, state), batches)
+        return params, state, objective(params, x, y, l2)
+
+    perm = jax.random.permutation(key, x.shape[0])[: n_batches * batch_size]
+    batches = perm.reshape(n_batches, batch_size)
+    return jax.vmap(one_run, in_axes=(0, 0, 0, None))(lrs, params, states, batches)
+
+
 def train(
     problem: Problem,
     spec: OptimizerSpec,
@@ -156,49 +195,19 @@ def train(
     """
     if batch_size > problem.x.shape[0]:
         raise ValueError(f"batch_size must be at most {problem.x.shape[0]}, got {batch_size}")
-    x, y, l2 = jnp.asarray(problem.x), jnp.asarray(problem.y), problem.l2
-    n = x.shape[0]
-    n_batches = n // batch_size
-    loss = (
-        (lambda p, xb, yb: data_loss(p, xb, yb))
-        if spec.decoupled_l2
-        else (lambda p, xb, yb: objective(p, xb, yb, l2))
-    )
-
-    def make(lr: jax.Array) -> GradientTransformation:
-        return spec.make(adaptx.inverse_sqrt_schedule(lr), l2)
-
+    x, y = jnp.asarray(problem.x), jnp.asarray(problem.y)
+    l2 = jnp.asarray(problem.l2, jnp.float32)
     params0 = problem.init_params()
-
-    def init(lr):
-        return params0, make(lr).init(params0)
-
-    def one_run(lr, params, state, batches):
-        tx = make(lr)
-
-        def step(carry, idx):
-            p, s = carry
-            grads = jax.grad(loss)(p, x[idx], y[idx])
-            updates, s = tx.update(grads, s, p)
-            return (adaptx.apply_updates(p, updates), s), None
-
-        (params, state), _ = jax.lax.scan(step, (params, state), batches)
-        return params, state, objective(params, x, y, l2)
-
-    @jax.jit
-    def epoch(lrs, params, states, key):
-        perm = jax.random.permutation(key, n)[: n_batches * batch_size]
-        batches = perm.reshape(n_batches, batch_size)
-        return jax.vmap(one_run, in_axes=(0, 0, 0, None))(lrs, params, states, batches)
-
     start = time.perf_counter()
     lrs = jnp.asarray(learning_rates, jnp.float32)
-    params, states = jax.jit(jax.vmap(init))(lrs)
+    params, states = _init_grid(spec, lrs, params0, l2)
     first = float(objective(params0, x, y, l2))
     curves = [np.full(lrs.shape, first, np.float32)]
     key = jax.random.key(seed)
     for e in range(1, epochs + 1):
-        params, states, values = epoch(lrs, params, states, jax.random.fold_in(key, e))
+        params, states, values = _epoch(
+            spec, batch_size, x, y, l2, lrs, params, states, jax.random.fold_in(key, e)
+        )
         curves.append(np.asarray(values))
         if on_epoch is not None:
             on_epoch(e)
