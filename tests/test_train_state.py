@@ -98,3 +98,30 @@ def test_train_state_with_gradients_of_another_shape_raises_under_jit():
     bad = {"dense": {"kernel": jnp.ones((2, 3)), "bias": jnp.zeros(2)}}
     with pytest.raises(adaptx.TreeMismatchError, match=r"\['dense'\]\['kernel'\]"):
         jax.jit(TrainState.apply_gradients)(state, bad)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: optax.masked(adaptx.adam(0.1), {"w": True, "b": False}),
+        lambda: optax.inject_hyperparams(adaptx.adam)(learning_rate=0.1, b1=0.9),
+        lambda: optax.MultiSteps(adaptx.adam(0.1), 2),
+        lambda: optax.multi_transform(
+            {"a": adaptx.adam(0.1), "s": adaptx.sgd(0.1)}, {"w": "a", "b": "s"}
+        ),
+        lambda: optax.apply_if_finite(adaptx.adam(0.1), 2),
+    ],
+    ids=["masked", "inject_hyperparams", "MultiSteps", "multi_transform", "apply_if_finite"],
+)
+def test_optax_wrappers_around_adaptx_transforms(make):
+    # optax's wrappers hand the inner transform masked trees, traced hyper-parameters
+    # and accumulated gradients: the tree checks accept all of them.
+    params = {"w": jnp.ones((3, 2)), "b": jnp.ones(2)}
+    grads = jax.tree.map(lambda x: x / 2, params)
+    tx = make()
+    with jax.numpy_dtype_promotion("standard"):
+        state = tx.init(params)
+        for _ in range(3):
+            updates, state = jax.jit(tx.update)(grads, state, params)
+    assert jax.tree.structure(updates) == jax.tree.structure(params)
+    assert all(bool(jnp.all(jnp.isfinite(u))) for u in jax.tree.leaves(updates))
