@@ -40,4 +40,45 @@ from adaptx._schedules import warmup_cosine_decay_schedule as warmup_cosine_deca
 from adaptx._updates import apply_updates as apply_updates
 from adaptx._updates import incremental_update as incremental_update
 
+# isort: split
+# --- SGD and adaptive-learning-rate families ---------------------------------------------
+from adaptx._adaptive import ScaleByAdaDeltaState as ScaleByAdaDeltaState
+from adaptx._adaptive import ScaleByRmsState as ScaleByRmsState
+from adaptx._adaptive import ScaleByRssState as ScaleByRssState
+from adaptx._adaptive import ScaleByStddevState as ScaleByStddevState
+from adaptx._adaptive import adadelta as adadelta
+from adaptx._adaptive import adagrad as adagrad
+from adaptx._adaptive import rmsprop as rmsprop
+from adaptx._adaptive import scale_by_adadelta as scale_by_adadelta
+from adaptx._adaptive import scale_by_rms as scale_by_rms
+from adaptx._adaptive import scale_by_rss as scale_by_rss
+from adaptx._adaptive import scale_by_stddev as scale_by_stddev
+from adaptx._sgd import EmaState as EmaState
+from adaptx._sgd import TraceState as TraceState
+from adaptx._sgd import ema as ema
+from adaptx._sgd import sgd as sgd
+from adaptx._sgd import trace as trace
+
+# --- end SGD and adaptive-learning-rate families -----------------------------------------
+# --- Adam family and weight decay ---------------------------------------------
+# isort: split
+from adaptx._adam import ScaleByAdamState as ScaleByAdamState
+from adaptx._adam import scale_by_adam as scale_by_adam
+from adaptx._adam import scale_by_adamax as scale_by_adamax
+from adaptx._adam_aliases import adam as adam
+from adaptx._adam_aliases import adamax as adamax
+from adaptx._adam_aliases import adamw as adamw
+from adaptx._adam_aliases import amsgrad as amsgrad
+from adaptx._adam_aliases import nadam as nadam
+from adaptx._adam_aliases import radam as radam
+from adaptx._adam_variants import ScaleByAmsgradState as ScaleByAmsgradState
+from adaptx._adam_variants import ScaleByNadamState as ScaleByNadamState
+from adaptx._adam_variants import scale_by_amsgrad as scale_by_amsgrad
+from adaptx._adam_variants import scale_by_nadam as scale_by_nadam
+from adaptx._radam import radam_rho as radam_rho
+from adaptx._radam import scale_by_radam as scale_by_radam
+from adaptx._weight_decay import add_decayed_weights as add_decayed_weights
+
+# --- end Adam family ------------------------------------------------------------
+
 __version__ = "0.1.0.dev0"

@@ -187,11 +187,13 @@ def hyperparam(value: Any, dtype: Any = jnp.float32) -> jax.Array:
 def log_decay(decay: jax.Array) -> jax.Array:
     """``log(decay)`` accurate for a decay close to 1.
 
-    For ``decay >= 0.5`` the difference ``decay - 1`` is exact in floating
+    For ``decay >= 0.75`` the difference ``decay - 1`` is exact in floating
     point (Sterbenz), and ``log1p`` of it keeps full relative precision where
-    ``log(decay)`` would cancel. ``decay = 0`` gives ``-inf``.
+    ``log(decay)`` would cancel. Below 0.75 ``log(decay)`` is accurate, and
+    XLA's float64 ``log1p`` on CPU is not (up to ~120 ulps for arguments in
+    [-0.5, -0.3]). ``decay = 0`` gives ``-inf``.
     """
-    return jnp.where(decay >= 0.5, jnp.log1p(decay - 1), jnp.log(decay))
+    return jnp.where(decay >= 0.75, jnp.log1p(decay - 1), jnp.log(decay))
 
 
 def one_minus_pow(decay: Any, count: jax.Array, dtype: Any = jnp.float32) -> jax.Array:

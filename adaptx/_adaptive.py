@@ -1,0 +1,685 @@
+"""Per-coordinate adaptive learning rates: AdaGrad, RMSProp and AdaDelta.
+
+Complex parameters: every second moment here accumulates ``|g|**2 = g * conj(g)``
+(a real, non-negative array), and the update ``g / (denominator)`` keeps the
+phase of ``g``. optax does the same. torch instead views a complex tensor as
+pairs of reals (``torch.view_as_real``) and normalises the real and imaginary
+parts separately, so torch and adaptx differ on complex parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from adaptx._base import GradientTransformation, Params, ScalarOrSchedule, Updates, identity
+from adaptx._combine import chain
+from adaptx._numerics import (
+    _wide,
+    abs_sq,
+    compute_dtype,
+    hyperparam,
+    one_minus_pow,
+    safe_increment,
+    tree_update_moment,
+    tree_update_moment_per_elem_norm,
+    tree_zeros_like,
+)
+from adaptx._scale import scale_by_learning_rate
+from adaptx._sgd import check_nesterov, trace
+from adaptx._validate import check_decay, check_nonnegative, check_positive
+
+
+def _real(dtype: Any) -> Any:
+    """The real dtype of a (possibly complex) floating dtype."""
+    return jnp.finfo(dtype).dtype
+
+
+def _tree_full_real(params: Params, value: Any) -> Updates:
+    """A real accumulator per parameter (real even for complex ones), filled with ``value``."""
+
+    def f(p: jax.Array) -> jax.Array:
+        dtype = _real(jnp.result_type(p))
+        return jnp.full(jnp.shape(p), hyperparam(value, compute_dtype(dtype)).astype(dtype))
+
+    return jax.tree.map(f, params)
+
+
+def _denominator(n: jax.Array, eps: Any, eps_in_sqrt: bool) -> jax.Array:
+    """``sqrt(n + eps)`` or ``sqrt(n) + eps``, in ``n``'s (real, compute) dtype."""
+    e = hyperparam(eps, n.dtype)
+    return jnp.sqrt(n + e) if eps_in_sqrt else jnp.sqrt(n) + e
+
+
+def _divide(g: jax.Array, denom: jax.Array) -> jax.Array:
+    """``g / denom`` in the compute dtype, 0 where ``denom == 0``; returned in ``g``'s dtype.
+
+    With ``eps = 0``, ``denom`` is 0 when the accumulator is: for a gradient
+    that has been 0 so far (its update is 0, not 0/0), or for a centred
+    variance estimate of exactly 0. The guard keeps derivatives through it
+    finite too.
+    """
+    gw = g.astype(_wide(g.dtype))
+    positive = denom > 0
+    safe = jnp.where(positive, denom, jnp.ones((), denom.dtype)).astype(gw.dtype)
+    return jnp.where(positive, gw / safe, jnp.zeros((), gw.dtype)).astype(g.dtype)
+
+
+# --- AdaGrad ---------------------------------------------------------------------------------
+
+
+class ScaleByRssState(NamedTuple):
+    """State of ``scale_by_rss``: the running sum of squared gradients ``G`` (real)."""
+
+    sum_of_squares: Updates
+
+
+def scale_by_rss(
+    initial_accumulator_value: float | jax.Array = 0.0,
+    eps: float | jax.Array = 1e-10,
+    *,
+    eps_in_sqrt: bool = False,
+) -> GradientTransformation:
+    r"""AdaGrad's scaling: divide by the root of the sum of all squared gradients so far.
+
+    Per coordinate, with ``G_0 = initial_accumulator_value`` and ``delta = eps``::
+
+        G_t = G_{t-1} + |g_t|**2
+        out = g_t / (sqrt(G_t) + delta)          (default, Duchi et al. and torch)
+        out = g_t / sqrt(G_t + delta)            (eps_in_sqrt=True, optax's form)
+
+    Defaults ``G_0 = 0`` and ``delta`` outside the root follow the paper's
+    diagonal algorithm (Figure 1: ``H_t = delta I + diag(G_t)^{1/2}``), with
+    torch's ``delta = 1e-10``. A coordinate whose
+    gradients have all been 0 gets update 0, also with ``eps = 0`` (no 0/0).
+    For complex parameters ``G`` sums ``|g|**2`` (real) and the update keeps
+    ``g``'s phase, as in optax; torch normalises the real and imaginary parts
+    separately, so it differs there. The sum
+    is kept in the parameters' dtype; for bfloat16 parameters it stops growing
+    once ``|g|**2`` falls below its rounding, as in optax.
+
+    Hyper-parameters are validated when concrete (``initial_accumulator_value
+    >= 0``, ``eps >= 0``); traced values are not checked.
+
+    Reproducing the peers (``lr`` a number or schedule):
+
+    =============================================  ===============================================
+    peer                                           adaptx
+    =============================================  ===============================================
+    ``optax.scale_by_rss(g0, e)``                  ``scale_by_rss(g0, e, eps_in_sqrt=True)``
+    ``optax.adagrad(lr)`` (``g0=0.1, e=1e-7``)     ``adagrad(lr, 0.1, 1e-7, eps_in_sqrt=True)``
+    ``optax.adagrad(lr, g0, e)``                   ``adagrad(lr, g0, e, eps_in_sqrt=True)``
+    ``torch.optim.Adagrad(lr=lr, initial_``        ``adagrad(lr, g0, e)``
+    ``accumulator_value=g0, eps=e)``
+    ``torch.optim.Adagrad(..., lr_decay=k)``       ``adagrad(lambda count: lr / (1 + count * k),``
+                                                   ``g0, e)``
+    ``torch.optim.Adagrad(weight_decay=wd)``       ``add_decayed_weights(wd)`` chained first
+    adaptx's default (``delta`` outside the root)  no optax setting (except ``delta = 0``)
+    =============================================  ===============================================
+
+    Args:
+      initial_accumulator_value: ``G_0 >= 0``.
+      eps: ``delta >= 0``, added to the denominator.
+      eps_in_sqrt: add ``eps`` under the square root (optax) rather than outside it.
+
+    Returns:
+      A ``GradientTransformation`` with state ``ScaleByRssState``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import adaptx
+      >>> tx = adaptx.scale_by_rss(eps=0.0)
+      >>> state = tx.init(jnp.zeros(2))
+      >>> u, state = tx.update(jnp.array([3.0, 0.0]), state)  # 3 / sqrt(9); 0 stays 0
+      >>> u, state = tx.update(jnp.array([4.0, 0.0]), state)  # 4 / sqrt(9 + 16)
+      >>> u
+      Array([0.8, 0. ], dtype=float32)
+
+    References:
+      Duchi, Hazan, Singer, "Adaptive Subgradient Methods for Online Learning
+      and Stochastic Optimization", JMLR 12, 2011,
+      https://jmlr.org/papers/v12/duchi11a.html
+    """
+    check_nonnegative("initial_accumulator_value", initial_accumulator_value)
+    check_nonnegative("eps", eps)
+
+    def init_fn(params: Params) -> ScaleByRssState:
+        return ScaleByRssState(sum_of_squares=_tree_full_real(params, initial_accumulator_value))
+
+    def accumulate(g: jax.Array, s: jax.Array) -> jax.Array:
+        cdt = compute_dtype(s.dtype)
+        return s.astype(cdt) + abs_sq(g.astype(_wide(g.dtype))).astype(cdt)
+
+    def update_fn(updates, state, params=None, **extra_args):
+        del params, extra_args
+        wide = jax.tree.map(accumulate, updates, state.sum_of_squares)
+        out = jax.tree.map(
+            lambda g, s: _divide(g, _denominator(s, eps, eps_in_sqrt)), updates, wide
+        )
+        new = jax.tree.map(lambda w, s: w.astype(s.dtype), wide, state.sum_of_squares)
+        return out, ScaleByRssState(sum_of_squares=new)
+
+    return GradientTransformation(init_fn, update_fn)
+
+
+def adagrad(
+    learning_rate: ScalarOrSchedule,
+    initial_accumulator_value: float | jax.Array = 0.0,
+    eps: float | jax.Array = 1e-10,
+    *,
+    eps_in_sqrt: bool = False,
+) -> GradientTransformation:
+    r"""AdaGrad (Duchi, Hazan, Singer 2011), diagonal version.
+
+    ``u_t = -lr_t * g_t / (sqrt(G_t) + eps)`` with ``G_t`` the running sum of
+    squared gradients from ``initial_accumulator_value``::
+
+        chain(scale_by_rss(initial_accumulator_value, eps, eps_in_sqrt=eps_in_sqrt),
+              scale_by_learning_rate(learning_rate))
+
+    Defaults follow the paper and ``torch.optim.Adagrad`` (``G_0 = 0``, eps
+    outside the root), not optax (``G_0 = 0.1``, ``eps = 1e-7`` inside the
+    root): ``adagrad(lr, 0.1, 1e-7, eps_in_sqrt=True)`` is ``optax.adagrad(lr)``.
+    The full table of settings that reproduce optax and torch is in
+    ``scale_by_rss``.
+
+    Args:
+      learning_rate: a number, scalar array, or schedule ``count -> value``.
+      initial_accumulator_value: ``G_0 >= 0``.
+      eps: added to the denominator, ``>= 0``.
+      eps_in_sqrt: add ``eps`` under the square root (optax's form).
+
+    Returns:
+      A ``GradientTransformation`` (a ``chain``).
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import adaptx
+      >>> f = lambda x: jnp.sum(x**2)
+      >>> tx = adaptx.adagrad(1.0)
+      >>> x = jnp.array([1.0, 2.0, 3.0])
+      >>> state = tx.init(x)
+      >>> for _ in range(20):
+      ...     u, state = tx.update(jax.grad(f)(x), state, x)
+      ...     x = adaptx.apply_updates(x, u)
+      >>> bool(f(x) < 1e-2)
+      True
+
+    References:
+      Duchi, Hazan, Singer, "Adaptive Subgradient Methods for Online Learning
+      and Stochastic Optimization", JMLR 12, 2011,
+      https://jmlr.org/papers/v12/duchi11a.html
+    """
+    return chain(
+        scale_by_rss(initial_accumulator_value, eps, eps_in_sqrt=eps_in_sqrt),
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+# --- RMSProp ---------------------------------------------------------------------------------
+
+_RMSPROP_PEERS = """
+    Reproducing the peers (``lr`` a number or schedule; torch's ``alpha`` is
+    ``decay``):
+
+    ======================================================  ========================================
+    peer                                                    adaptx
+    ======================================================  ========================================
+    ``optax.scale_by_rms(d, e, s, eps_in_sqrt=i,``          ``scale_by_rms(d, e, s, eps_in_sqrt=i,``
+    ``bias_correction=b)``                                  ``bias_correction=b)``
+    ``optax.scale_by_stddev(...)``                          ``scale_by_stddev(...)`` (same keywords)
+    ``optax.rmsprop(lr, d, e, s, i, c, m, n, b)``           ``rmsprop(lr, d, e, s, eps_in_sqrt=i,``
+                                                            ``centered=c, momentum=m, nesterov=n,``
+                                                            ``bias_correction=b)``
+    ``torch.optim.RMSprop(lr=lr, alpha=d, eps=e,``          ``rmsprop(lr, d, e, eps_in_sqrt=False,``
+    ``centered=c)``                                         ``centered=c)``
+    ``torch.optim.RMSprop(..., momentum=m)``, ``m > 0``     ``rmsprop(lr, d, e, eps_in_sqrt=False,``
+                                                            ``centered=c, momentum=m,``
+                                                            ``lr_before_momentum=False)``
+    ``torch.optim.RMSprop(weight_decay=wd)``                ``add_decayed_weights(wd)`` first
+    ``initial_scale != 0``, ``bias_correction``, Nesterov   no torch setting
+    ======================================================  ========================================
+
+    optax's default is ``eps`` inside the root and ``decay = 0.9``; torch's is
+    ``eps`` outside and ``alpha = 0.99``. ``optax.rmsprop(nesterov=True)``
+    without momentum silently ignores Nesterov; adaptx raises.
+"""
+
+
+class ScaleByRmsState(NamedTuple):
+    """State of ``scale_by_rms``: the update count (int32) and the average of ``|g|**2`` (real)."""
+
+    count: jax.Array
+    nu: Updates
+
+
+def _check_rms(decay: Any, eps: Any, initial_scale: Any) -> None:
+    check_decay("decay", decay)
+    check_nonnegative("eps", eps)
+    check_nonnegative("initial_scale", initial_scale)
+
+
+def _rms_scale(g, nu, decay, eps, eps_in_sqrt, bias_correction, count, mu=None):
+    """``g / denominator`` for RMSProp, centred when ``mu`` is given, in compute dtype."""
+    cdt = compute_dtype(nu.dtype)
+    n = nu.astype(cdt)
+    c = one_minus_pow(decay, count, cdt) if bias_correction else None
+    if c is not None:
+        n = n / c
+    if mu is not None:
+        m = mu.astype(_wide(mu.dtype))
+        if c is not None:
+            m = m / c.astype(m.dtype)
+        # Mathematically v - |m|**2 >= 0 (Cauchy-Schwarz); clamp the rounding below 0.
+        n = jnp.maximum(n - abs_sq(m).astype(cdt), jnp.zeros((), cdt))
+    return _divide(g, _denominator(n, eps, eps_in_sqrt))
+
+
+def scale_by_rms(
+    decay: float | jax.Array = 0.9,
+    eps: float | jax.Array = 1e-8,
+    initial_scale: float | jax.Array = 0.0,
+    *,
+    eps_in_sqrt: bool = True,
+    bias_correction: bool = False,
+) -> GradientTransformation:
+    r"""RMSProp's scaling: divide by the root of a moving average of squared gradients.
+
+    Per coordinate, with ``rho = decay``, ``v_0 = initial_scale`` and ``t`` from 1::
+
+        v_t = rho * v_{t-1} + (1 - rho) * |g_t|**2
+        vh  = v_t / (1 - rho**t)  if bias_correction  else  v_t
+        out = g_t / sqrt(vh + eps)        (eps_in_sqrt=True, the default)
+        out = g_t / (sqrt(vh) + eps)      (eps_in_sqrt=False, torch's form)
+
+    Hinton's lecture gives ``rho = 0.9`` and leaves the rest open, so the
+    defaults are optax 0.2.8's (``decay=0.9, eps=1e-8, initial_scale=0,
+    eps_in_sqrt=True``). TensorFlow 1 used ``initial_scale = 1``.
+    ``bias_correction`` divides by ``1 - rho**t`` as Adam does (then
+    ``eps_in_sqrt=False`` gives Adam with ``b1 = 0``). Arithmetic is in float32
+    or wider. For complex parameters ``v`` averages ``|g|**2`` (real) and the
+    update keeps ``g``'s phase, as in optax; torch normalises the real and
+    imaginary parts separately, so it differs there.
+    A coordinate whose gradients have all been 0 gets update 0 even with
+    ``eps = 0``.
+
+    Hyper-parameters are validated when concrete (``0 <= decay < 1``, ``eps
+    >= 0``, ``initial_scale >= 0``); traced values are not checked.
+    {peers}
+    Args:
+      decay: ``rho`` in [0, 1).
+      eps: added to the denominator, ``>= 0``.
+      initial_scale: ``v_0 >= 0``.
+      eps_in_sqrt: add ``eps`` under the square root rather than outside it.
+      bias_correction: divide ``v_t`` by ``1 - decay**t``.
+
+    Returns:
+      A ``GradientTransformation`` with state ``ScaleByRmsState``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import adaptx
+      >>> tx = adaptx.scale_by_rms(decay=0.75, eps=0.0)
+      >>> state = tx.init(jnp.zeros(2))
+      >>> u, state = tx.update(jnp.array([2.0, 0.0]), state)  # v = 0.25 * 4 = 1
+      >>> u
+      Array([2., 0.], dtype=float32)
+
+    References:
+      Hinton, Srivastava, Swersky, "Neural Networks for Machine Learning",
+      Coursera, lecture 6e "rmsprop", 2012,
+      https://www.cs.toronto.edu/~tijmen/csc321/slides/lecture_slides_lec6.pdf
+    """
+    _check_rms(decay, eps, initial_scale)
+
+    def init_fn(params: Params) -> ScaleByRmsState:
+        return ScaleByRmsState(
+            count=jnp.zeros((), jnp.int32), nu=_tree_full_real(params, initial_scale)
+        )
+
+    def update_fn(updates, state, params=None, **extra_args):
+        del params, extra_args
+        nu = tree_update_moment_per_elem_norm(updates, state.nu, decay, 2)
+        count = safe_increment(state.count)
+        out = jax.tree.map(
+            lambda g, n: _rms_scale(g, n, decay, eps, eps_in_sqrt, bias_correction, count),
+            updates,
+            nu,
+        )
+        return out, ScaleByRmsState(count=count, nu=nu)
+
+    return GradientTransformation(init_fn, update_fn)
+
+
+class ScaleByStddevState(NamedTuple):
+    """State of ``scale_by_stddev``: count (int32), average of ``g`` and of ``|g|**2``."""
+
+    count: jax.Array
+    mu: Updates
+    nu: Updates
+
+
+def scale_by_stddev(
+    decay: float | jax.Array = 0.9,
+    eps: float | jax.Array = 1e-8,
+    initial_scale: float | jax.Array = 0.0,
+    *,
+    eps_in_sqrt: bool = True,
+    bias_correction: bool = False,
+) -> GradientTransformation:
+    r"""Centred RMSProp's scaling: divide by a moving estimate of the gradient's std.
+
+    As ``scale_by_rms``, with also a moving average of the gradient itself
+    (``m_0 = 0``), and the variance in place of the second moment::
+
+        m_t = rho * m_{t-1} + (1 - rho) * g_t
+        v_t = rho * v_{t-1} + (1 - rho) * |g_t|**2
+        mh, vh = m_t / (1 - rho**t), v_t / (1 - rho**t)  if bias_correction
+        s_t = max(vh - |mh|**2, 0)
+        out = g_t / sqrt(s_t + eps)       (eps_in_sqrt=True, the default)
+        out = g_t / (sqrt(s_t) + eps)     (eps_in_sqrt=False, torch's form)
+
+    The centred form is the one of Graves (2013), Section 4 (with ``eps``
+    under the root there). ``v - |m|**2`` is never negative in exact
+    arithmetic (Cauchy-Schwarz, for ``v_0 >= 0``); the clamp at 0 only
+    removes rounding below 0, where optax and torch take the root of a
+    negative number and return NaN; with ``eps = 0`` a variance
+    estimate of 0 gives update 0. Defaults as ``scale_by_rms`` (optax 0.2.8's);
+    for complex parameters ``m`` is complex and ``v`` averages ``|g|**2``
+    (real), as in optax (torch treats real and imaginary parts separately).
+
+    With ``bias_correction`` the variance estimate is exactly 0 at step 1 (one
+    sample), so the first update is ``g / sqrt(eps)`` (``1e4 g`` with the
+    default eps) and depends on rounding noise in ``vh - |mh|**2``: pick a
+    larger ``eps`` (``1e-4`` to ``1``) with that flag.
+
+    Hyper-parameters are validated when concrete (``0 <= decay < 1``, ``eps
+    >= 0``, ``initial_scale >= 0``); traced values are not checked.
+    {peers}
+    Args:
+      decay: ``rho`` in [0, 1).
+      eps: added to the denominator, ``>= 0``.
+      initial_scale: ``v_0 >= 0``.
+      eps_in_sqrt: add ``eps`` under the square root rather than outside it.
+      bias_correction: divide ``m_t`` and ``v_t`` by ``1 - decay**t``.
+
+    Returns:
+      A ``GradientTransformation`` with state ``ScaleByStddevState``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import adaptx
+      >>> tx = adaptx.scale_by_stddev(decay=0.5, eps=0.0)
+      >>> state = tx.init(jnp.zeros(1))
+      >>> u, state = tx.update(jnp.array([2.0]), state)  # m = 1, v = 2: std 1
+      >>> u
+      Array([2.], dtype=float32)
+
+    References:
+      Hinton, Srivastava, Swersky, "Neural Networks for Machine Learning",
+      Coursera, lecture 6e "rmsprop", 2012,
+      https://www.cs.toronto.edu/~tijmen/csc321/slides/lecture_slides_lec6.pdf
+
+      Graves, "Generating Sequences With Recurrent Neural Networks", arXiv
+      2013, https://arxiv.org/abs/1308.0850
+    """
+    _check_rms(decay, eps, initial_scale)
+
+    def init_fn(params: Params) -> ScaleByStddevState:
+        return ScaleByStddevState(
+            count=jnp.zeros((), jnp.int32),
+            mu=tree_zeros_like(params),
+            nu=_tree_full_real(params, initial_scale),
+        )
+
+    def update_fn(updates, state, params=None, **extra_args):
+        del params, extra_args
+        mu = tree_update_moment(updates, state.mu, decay, 1)
+        nu = tree_update_moment_per_elem_norm(updates, state.nu, decay, 2)
+        count = safe_increment(state.count)
+        out = jax.tree.map(
+            lambda g, m, n: _rms_scale(g, n, decay, eps, eps_in_sqrt, bias_correction, count, m),
+            updates,
+            mu,
+            nu,
+        )
+        return out, ScaleByStddevState(count=count, mu=mu, nu=nu)
+
+    return GradientTransformation(init_fn, update_fn)
+
+
+# One table for both docstrings (absent under ``python -OO``).
+for _f in (scale_by_rms, scale_by_stddev):
+    if _f.__doc__:
+        _f.__doc__ = _f.__doc__.replace("{peers}", _RMSPROP_PEERS)
+
+
+def rmsprop(
+    learning_rate: ScalarOrSchedule,
+    decay: float | jax.Array = 0.9,
+    eps: float | jax.Array = 1e-8,
+    initial_scale: float | jax.Array = 0.0,
+    *,
+    eps_in_sqrt: bool = True,
+    centered: bool = False,
+    momentum: float | jax.Array | None = None,
+    nesterov: bool = False,
+    bias_correction: bool = False,
+    lr_before_momentum: bool = True,
+) -> GradientTransformation:
+    r"""RMSProp (Hinton 2012), optionally centred (Graves 2013) and with momentum.
+
+    The chain, with ``scaling = scale_by_stddev(...)`` if ``centered`` else
+    ``scale_by_rms(...)`` and ``mom = trace(momentum, nesterov=nesterov)`` (or
+    ``identity()`` when ``momentum`` is ``None``)::
+
+        chain(scaling, scale_by_learning_rate(learning_rate), mom)  # lr_before_momentum=True
+        chain(scaling, mom, scale_by_learning_rate(learning_rate))  # lr_before_momentum=False
+
+    Where the momentum sits: optax (and TensorFlow) feed the momentum buffer
+    with learning-rate-scaled steps, ``b_t = mu b_{t-1} + lr_t g_t / den_t``,
+    ``u_t = -b_t``; torch feeds it unscaled ones and scales its output,
+    ``b_t = mu b_{t-1} + g_t / den_t``, ``u_t = -lr_t b_t``. With a constant
+    learning rate the two are the same; under a schedule they differ (a
+    learning-rate drop takes effect at once in torch's form, gradually in
+    optax's). The default is optax's (``lr_before_momentum=True``): the
+    lecture leaves the choice open, Graves (2013, Section 4), where RMSProp
+    with momentum is first written down, puts the learning rate inside the
+    buffer, and following optax gives optax users the same numbers.
+    ``lr_before_momentum=False`` gives torch's form.
+
+    Defaults follow optax 0.2.8 (``decay=0.9``, ``eps=1e-8`` inside the root,
+    ``initial_scale=0``); torch's RMSprop is ``rmsprop(lr, 0.99, 1e-8,
+    eps_in_sqrt=False, lr_before_momentum=False)``. The full table is in
+    ``scale_by_rms``. ``nesterov=True`` without a momentum (``None`` or 0)
+    raises ``ValueError``; ``momentum`` must be ``>= 0``.
+
+    Args:
+      learning_rate: a number, scalar array, or schedule ``count -> value``.
+      decay: ``rho`` in [0, 1), the decay of the squared-gradient average.
+      eps: added to the denominator, ``>= 0``.
+      initial_scale: initial value of the squared-gradient average, ``>= 0``.
+      eps_in_sqrt: add ``eps`` under the square root (optax) or outside (torch).
+      centered: divide by the standard deviation rather than the root mean square.
+      momentum: ``None`` (no momentum) or ``mu >= 0``.
+      nesterov: Nesterov momentum (needs ``momentum``).
+      bias_correction: bias-correct the moving averages by ``1 - decay**t``.
+      lr_before_momentum: scale by the learning rate before the momentum buffer
+        (optax, default) or after it (torch).
+
+    Returns:
+      A ``GradientTransformation`` (a ``chain``).
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import adaptx
+      >>> f = lambda x: jnp.sum(x**2)
+      >>> tx = adaptx.rmsprop(0.01, momentum=0.9, lr_before_momentum=False)
+      >>> x = jnp.array([1.0, 2.0, 3.0])
+      >>> state = tx.init(x)
+      >>> for _ in range(300):
+      ...     u, state = tx.update(jax.grad(f)(x), state, x)
+      ...     x = adaptx.apply_updates(x, u)
+      >>> bool(f(x) < 1e-2)
+      True
+
+    References:
+      Hinton, Srivastava, Swersky, "Neural Networks for Machine Learning",
+      Coursera, lecture 6e "rmsprop", 2012,
+      https://www.cs.toronto.edu/~tijmen/csc321/slides/lecture_slides_lec6.pdf
+
+      Graves, "Generating Sequences With Recurrent Neural Networks", arXiv
+      2013, https://arxiv.org/abs/1308.0850
+    """
+    if momentum is not None:
+        check_nonnegative("momentum", momentum)
+    check_nesterov(momentum, nesterov)
+    make = scale_by_stddev if centered else scale_by_rms
+    scaling = make(
+        decay, eps, initial_scale, eps_in_sqrt=eps_in_sqrt, bias_correction=bias_correction
+    )
+    mom = trace(momentum, nesterov=nesterov) if momentum is not None else identity()
+    lr = scale_by_learning_rate(learning_rate)
+    return chain(scaling, lr, mom) if lr_before_momentum else chain(scaling, mom, lr)
+
+
+# --- AdaDelta --------------------------------------------------------------------------------
+
+
+class ScaleByAdaDeltaState(NamedTuple):
+    """State of ``scale_by_adadelta``: the averages ``E[|g|**2]`` and ``E[|dx|**2]`` (real)."""
+
+    e_g: Updates
+    e_x: Updates
+
+
+def scale_by_adadelta(
+    rho: float | jax.Array = 0.9, eps: float | jax.Array = 1e-6
+) -> GradientTransformation:
+    r"""AdaDelta's direction: a ratio of RMS of past steps to RMS of gradients.
+
+    Zeiler's Algorithm 1, per coordinate (``E[.]_0 = 0``)::
+
+        E[g^2]_t  = rho * E[g^2]_{t-1} + (1 - rho) * |g_t|**2
+        dx_t      = sqrt(E[dx^2]_{t-1} + eps) / sqrt(E[g^2]_t + eps) * g_t
+        E[dx^2]_t = rho * E[dx^2]_{t-1} + (1 - rho) * |dx_t|**2
+        out       = dx_t
+
+    ``out`` is the descent *direction* (the paper's step is ``-dx_t``), and
+    ``E[dx^2]`` accumulates it before any learning rate, as in optax and
+    torch; ``adadelta`` chains the learning rate after. Defaults are the
+    paper's (``rho = 0.9`` and ``eps = 1e-6`` from its MNIST experiments,
+    Section 4). ``eps > 0`` is required: with ``eps = 0`` the step is 0
+    forever. For complex parameters both averages are of ``|.|**2`` (real),
+    as in optax; torch treats real and imaginary parts separately.
+
+    Hyper-parameters are validated when concrete (``0 <= rho < 1``, ``eps >
+    0``); traced values are not checked.
+
+    Reproducing the peers (``lr`` a number or schedule):
+
+    ================================================  ===========================================
+    peer                                              adaptx
+    ================================================  ===========================================
+    ``optax.scale_by_adadelta(r, e)``                 ``scale_by_adadelta(r, e)``
+    ``optax.adadelta(lr, r, e)``, ``lr`` not None     ``adadelta(lr, r, e)``
+    ``optax.adadelta(None, r, e)`` (its default)      ``scale_by_adadelta(r, e)``: gradient
+                                                      *ascent*, optax 0.2.8 never flips the sign
+    ``optax.adadelta(..., weight_decay=wd)``          ``add_decayed_weights(wd)`` chained first
+    ``torch.optim.Adadelta(lr=lr, rho=r, eps=e)``     ``adadelta(lr, r, e)``
+    ``torch.optim.Adadelta(weight_decay=wd)``         ``add_decayed_weights(wd)`` chained first
+    ================================================  ===========================================
+
+    Args:
+      rho: decay rate of both averages, in [0, 1).
+      eps: added under both roots, ``> 0``.
+
+    Returns:
+      A ``GradientTransformation`` with state ``ScaleByAdaDeltaState``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import adaptx
+      >>> tx = adaptx.scale_by_adadelta(rho=0.5, eps=1.0)
+      >>> state = tx.init(jnp.zeros(1))
+      >>> u, state = tx.update(jnp.array([4.0]), state)  # sqrt(0 + 1) / sqrt(8 + 1) * 4
+      >>> u
+      Array([1.3333334], dtype=float32)
+
+    References:
+      Zeiler, "ADADELTA: An Adaptive Learning Rate Method", arXiv 2012,
+      https://arxiv.org/abs/1212.5701
+    """
+    check_decay("rho", rho)
+    check_positive("eps", eps)
+
+    def init_fn(params: Params) -> ScaleByAdaDeltaState:
+        return ScaleByAdaDeltaState(
+            e_g=_tree_full_real(params, 0.0), e_x=_tree_full_real(params, 0.0)
+        )
+
+    def step(g: jax.Array, e_g: jax.Array, e_x: jax.Array) -> jax.Array:
+        cdt = compute_dtype(e_g.dtype)
+        e = hyperparam(eps, cdt)
+        ratio = jnp.sqrt(e_x.astype(cdt) + e) / jnp.sqrt(e_g.astype(cdt) + e)
+        gw = g.astype(_wide(g.dtype))
+        return gw * ratio.astype(gw.dtype)
+
+    def update_fn(updates, state, params=None, **extra_args):
+        del params, extra_args
+        e_g = tree_update_moment_per_elem_norm(updates, state.e_g, rho, 2)
+        dx = jax.tree.map(step, updates, e_g, state.e_x)
+        e_x = tree_update_moment_per_elem_norm(dx, state.e_x, rho, 2)
+        out = jax.tree.map(lambda d, g: d.astype(g.dtype), dx, updates)
+        return out, ScaleByAdaDeltaState(e_g=e_g, e_x=e_x)
+
+    return GradientTransformation(init_fn, update_fn)
+
+
+def adadelta(
+    learning_rate: ScalarOrSchedule = 1.0,
+    rho: float | jax.Array = 0.9,
+    eps: float | jax.Array = 1e-6,
+) -> GradientTransformation:
+    r"""AdaDelta (Zeiler 2012): ``u_t = -lr_t * dx_t`` with ``dx_t`` from ``scale_by_adadelta``.
+
+    The chain::
+
+        chain(scale_by_adadelta(rho, eps), scale_by_learning_rate(learning_rate))
+
+    The paper has no learning rate (``lr = 1``, the default, as in torch).
+    With its defaults this *descends*; ``optax.adadelta()`` with its default
+    ``learning_rate=None`` performs gradient ascent in optax 0.2.8. The table
+    of settings that reproduce optax and torch is in ``scale_by_adadelta``.
+
+    Args:
+      learning_rate: a number, scalar array, or schedule ``count -> value``.
+      rho: decay rate of both averages, in [0, 1).
+      eps: added under both roots, ``> 0``.
+
+    Returns:
+      A ``GradientTransformation`` (a ``chain``).
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import adaptx
+      >>> f = lambda x: jnp.sum(x**2)
+      >>> tx = adaptx.adadelta()
+      >>> x = jnp.array([1.0, 2.0, 3.0])
+      >>> state = tx.init(x)
+      >>> for _ in range(100):
+      ...     u, state = tx.update(jax.grad(f)(x), state, x)
+      ...     x = adaptx.apply_updates(x, u)
+      >>> bool(f(x) < 14.0)
+      True
+
+    References:
+      Zeiler, "ADADELTA: An Adaptive Learning Rate Method", arXiv 2012,
+      https://arxiv.org/abs/1212.5701
+    """
+    return chain(scale_by_adadelta(rho, eps), scale_by_learning_rate(learning_rate))
