@@ -29,6 +29,7 @@ from adaptx._numerics import (
 )
 from adaptx._scale import scale_by_learning_rate
 from adaptx._sgd import check_nesterov, trace
+from adaptx._sharding import full_like
 from adaptx._validate import check_decay, check_nonnegative, check_positive
 
 
@@ -42,7 +43,7 @@ def _tree_full_real(params: Params, value: Any) -> Updates:
 
     def f(p: jax.Array) -> jax.Array:
         dtype = _real(jnp.result_type(p))
-        return jnp.full(jnp.shape(p), hyperparam(value, compute_dtype(dtype)).astype(dtype))
+        return full_like(p, hyperparam(value, compute_dtype(dtype)).astype(dtype), dtype)
 
     return jax.tree.map(f, params)
 
