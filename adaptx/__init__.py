@@ -81,4 +81,30 @@ from adaptx._weight_decay import add_decayed_weights as add_decayed_weights
 
 # --- end Adam family ------------------------------------------------------------
 
+# --- combinators and wrappers -------------------------------------------------
+# isort: split
+from adaptx._accumulation import MultiSteps as MultiSteps
+from adaptx._accumulation import MultiStepsState as MultiStepsState
+from adaptx._clipping import clip as clip
+from adaptx._clipping import clip_by_block_rms as clip_by_block_rms
+from adaptx._clipping import clip_by_global_norm as clip_by_global_norm
+from adaptx._finite import ApplyIfFiniteState as ApplyIfFiniteState
+from adaptx._finite import ZeroNansState as ZeroNansState
+from adaptx._finite import apply_if_finite as apply_if_finite
+from adaptx._finite import zero_nans as zero_nans
+from adaptx._hyperparams import InjectHyperparamsState as InjectHyperparamsState
+from adaptx._hyperparams import get_hyperparams as get_hyperparams
+from adaptx._hyperparams import inject_hyperparams as inject_hyperparams
+from adaptx._hyperparams import set_hyperparams as set_hyperparams
+from adaptx._lookahead import LookaheadState as LookaheadState
+from adaptx._lookahead import lookahead as lookahead
+from adaptx._masking import MaskedNode as MaskedNode
+from adaptx._masking import MaskedState as MaskedState
+from adaptx._masking import PartitionState as PartitionState
+from adaptx._masking import freeze as freeze
+from adaptx._masking import masked as masked
+from adaptx._masking import partition as partition
+
+# --- end combinators and wrappers ---------------------------------------------
+
 __version__ = "0.1.0.dev0"

@@ -262,6 +262,20 @@ def _widen(x: jax.Array, real_dtype: Any) -> jax.Array:
     return x.astype(real_dtype)
 
 
+def widest_compute_dtype(tree: Any) -> np.dtype:
+    """The widest ``compute_dtype`` over the leaves of ``tree`` (float32 for none).
+
+    Chosen by size rather than ``jnp.promote_types``, which raises for
+    float32 and float64 under strict dtype promotion.
+    """
+    dtype = jnp.dtype(jnp.float32)
+    for x in jax.tree.leaves(tree):
+        cdt = compute_dtype(jnp.result_type(x))
+        if cdt.itemsize > dtype.itemsize:
+            dtype = cdt
+    return dtype
+
+
 def global_norm(tree: Any, *, axis_name: str | tuple[str, ...] | None = None) -> jax.Array:
     """The l2 norm of all leaves of ``tree`` together.
 
@@ -297,9 +311,7 @@ def global_norm(tree: Any, *, axis_name: str | tuple[str, ...] | None = None) ->
       Array([5., 5.], dtype=float32)
     """
     leaves = jax.tree.leaves(tree)
-    dtype = jnp.dtype(jnp.float32)
-    for x in leaves:
-        dtype = jnp.promote_types(dtype, compute_dtype(jnp.result_type(x)))
+    dtype = widest_compute_dtype(leaves)
     total = sum((jnp.sum(abs_sq(_widen(x, dtype))) for x in leaves), jnp.zeros((), dtype))
     if axis_name is not None:
         total = jax.lax.psum(total, axis_name)

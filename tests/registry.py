@@ -19,6 +19,7 @@ import dataclasses
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 
 import adaptx
 
@@ -44,6 +45,18 @@ class Entry:
 
 def _sgd(lr):
     return adaptx.chain(adaptx.identity(), adaptx.scale_by_learning_rate(lr))
+
+
+def _is_scalar(params):
+    return jax.tree.map(lambda x: jnp.size(x) == 1, params)
+
+
+def _is_vector(params):
+    return jax.tree.map(lambda x: jnp.size(x) > 1, params)
+
+
+def _size_labels(params):
+    return jax.tree.map(lambda x: "vec" if jnp.size(x) > 1 else "scalar", params)
 
 
 REGISTRY: list[Entry] = [
@@ -184,6 +197,77 @@ REGISTRY: list[Entry] = [
     ),
     # --- end Adam family ---
     # --- combinators and wrappers ---------------------------------------------
+    # The inner optimizer is SGD with momentum (stateful); masks and labels
+    # depend on leaf size so the contract's scalar "s" is masked out / frozen
+    # while the parabola and Rosenbrock vectors are optimized.
+    Entry(
+        "masked",
+        lambda lr: adaptx.masked(adaptx.scale_by_adam(), _is_vector),
+        kind="direction",  # masked-out leaves keep the raw gradient: both descend
+        complex_ok=True,
+    ),
+    Entry(
+        "partition",
+        lambda lr: adaptx.partition(
+            {"vec": adaptx.sgd(lr, 0.9), "scalar": adaptx.sgd(lr / 2)}, _size_labels
+        ),
+        complex_ok=True,
+    ),
+    Entry(
+        "freeze",
+        lambda lr: adaptx.chain(adaptx.freeze(_is_scalar), adaptx.sgd(lr, 0.9)),
+        complex_ok=True,
+    ),
+    Entry("clip", lambda lr: adaptx.clip(1.0), kind="direction", complex_ok=True),
+    Entry(
+        "clip_by_global_norm",
+        lambda lr: adaptx.clip_by_global_norm(1.0),
+        kind="direction",
+        complex_ok=True,
+    ),
+    Entry(
+        "clip_by_block_rms",
+        lambda lr: adaptx.clip_by_block_rms(1.0),
+        kind="direction",
+        complex_ok=True,
+    ),
+    Entry(
+        "apply_if_finite",
+        lambda lr: adaptx.apply_if_finite(adaptx.sgd(lr, 0.9), 3),
+        complex_ok=True,
+    ),
+    Entry("zero_nans", lambda lr: adaptx.zero_nans(), kind="direction", complex_ok=True),
+    # One inner step per two calls: twice the steps for the same Rosenbrock progress.
+    Entry(
+        "MultiSteps",
+        lambda lr: adaptx.MultiSteps(adaptx.sgd(lr, 0.9), 2),
+        rosenbrock_steps=40000,
+        complex_ok=True,
+    ),
+    Entry(
+        "lookahead",
+        lambda lr: adaptx.lookahead(adaptx.sgd(lr, 0.9), sync_period=5, slow_step_size=0.5),
+        rosenbrock_steps=40000,  # slow steps of 0.5: about half the progress per step
+        needs_params=True,
+        complex_ok=True,
+    ),
+    Entry(
+        "inject_hyperparams",
+        lambda lr: adaptx.inject_hyperparams(adaptx.sgd)(lr, 0.9),
+        complex_ok=True,
+    ),
+    Entry(
+        "inject_hyperparams[adamw]",
+        lambda lr: adaptx.inject_hyperparams(adaptx.adamw)(lr, weight_decay=1e-4, mask=_is_vector),
+        complex_ok=True,
+    ),
+    Entry(
+        "inject_hyperparams[schedule]",
+        lambda lr: adaptx.inject_hyperparams(adaptx.sgd)(
+            adaptx.exponential_decay(lr, 1000, 0.99), 0.9
+        ),
+        complex_ok=True,
+    ),
 ]
 
 

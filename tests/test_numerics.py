@@ -129,3 +129,10 @@ def test_learning_rate_validation():
     with pytest.raises(ValueError, match="at step 0"):
         adaptx.scale_by_learning_rate(lambda c: jnp.float32(-0.1))
     adaptx.scale_by_learning_rate(jnp.float32(0.1))  # arrays are fine
+
+
+def test_global_norm_of_mixed_float32_and_float64_leaves(x64):
+    tree = {"a": jnp.array([3.0], jnp.float32), "b": jnp.array([4.0], jnp.float64)}
+    norm = adaptx.global_norm(tree)
+    assert norm.dtype == jnp.float64
+    np.testing.assert_allclose(norm, 5.0, rtol=1e-15)
