@@ -13,6 +13,8 @@ several hosts, call ``jax.distributed.initialize()`` first (see the README).
   an eighth of the parameters and of the optimizer state (ZeRO-3 / FSDP).
   XLA gathers the weights for the forward pass and reduce-scatters the
   gradients back to the parameters' sharding.
+- The gradients are clipped by their global norm (computed over the whole,
+  sharded arrays), then AdamW.
 - The whole step is one jitted function that never waits on the host.
 """
 
@@ -77,7 +79,12 @@ def main() -> None:
     data_x = rng.normal(size=(16 * BATCH, SIZES[0])).astype(np.float32)
     data_y = np.asarray(jax.jit(mlp)(init_mlp(jax.random.key(1)), data_x))
 
-    tx = adaptx.adamw(adaptx.warmup_cosine_decay_schedule(0.0, 3e-3, 20, STEPS), weight_decay=1e-4)
+    # clip_by_global_norm sees the global norm of the sharded gradients: no
+    # axis name is needed under sharded jit.
+    tx = adaptx.chain(
+        adaptx.clip_by_global_norm(1.0),
+        adaptx.adamw(adaptx.warmup_cosine_decay_schedule(0.0, 3e-3, 20, STEPS), weight_decay=1e-4),
+    )
     params = init_mlp(jax.random.key(0))
     shardings = jax.tree.map(lambda p: NamedSharding(mesh, shard_spec(p, n)), params)
 

@@ -290,8 +290,34 @@ def test_zeros_like_without_mesh_context_follows_params():
 # --- data parallelism: pmap and shard_map ----------------------------------------
 
 
-@pytest.mark.parametrize("entry", ENTRIES)
-def test_pmap_replicas_agree_and_match_one_device(entry):
+# In current JAX ``pmap`` is built on ``shard_map``, and the ``shard_map`` test
+# below runs every entry (its ``out_specs=P()`` proves the state identical on
+# every device). To keep the suite fast, ``pmap`` runs a representative
+# subset: the public aliases of each family and every wrapper with control
+# flow, a tree-wide reduction or a schedule.
+PMAP_SUBSET = [
+    "scale_by_learning_rate[schedule]",
+    "sgd[nesterov]",
+    "ema",
+    "adagrad",
+    "rmsprop[torch: centered, momentum]",
+    "adadelta",
+    "adamw",
+    "amsgrad",
+    "nadam",
+    "radam",
+    "partition",
+    "clip_by_global_norm",
+    "apply_if_finite",
+    "MultiSteps",
+    "lookahead",
+    "inject_hyperparams[adamw]",
+]
+
+
+@pytest.mark.parametrize("name", PMAP_SUBSET)
+def test_pmap_replicas_agree_and_match_one_device(name):
+    entry = by_name(name)
     xs, ys = X.reshape(N_DEV, -1, 4), Y.reshape(N_DEV, -1, 4)
     train = jax.pmap(_train(_optimizer(entry), "batch"), axis_name="batch", in_axes=(None, 0, 0))
     params, state = jax.device_get(train(PARAMS, xs, ys))
@@ -344,31 +370,73 @@ def test_global_norm_of_sharded_tree_is_global():
         np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
-def test_global_norm_with_axis_name_under_shard_map():
-    tree, want = _tree_and_norm()
+MAX_NORM = 1.0
+
+
+def _norm(tree, axis_name=None):
+    return adaptx.global_norm(tree, axis_name=axis_name)[None]  # one value per device
+
+
+def _clip(tree, axis_name=None):
+    tx = adaptx.clip_by_global_norm(MAX_NORM, axis_name=axis_name)
+    return tx.update(tree, tx.init(tree))[0]
+
+
+def _want(reduce, tree, norm):
+    """NumPy float64: what ``reduce`` gives for the whole tree (per device, for the norm)."""
+    if reduce is _norm:
+        return np.full(N_DEV, norm)
+    return {k: v * (MAX_NORM / max(norm, MAX_NORM)) for k, v in tree.items()}
+
+
+REDUCTIONS = [pytest.param(_norm, id="global_norm"), pytest.param(_clip, id="clip_by_global_norm")]
+
+
+def _assert_tree_close(got, want, what: str) -> None:
+    for k in want:
+        np.testing.assert_allclose(np.asarray(got[k]), want[k], rtol=1e-6, err_msg=f"{what}[{k}]")
+
+
+@pytest.mark.parametrize("reduce", REDUCTIONS)
+def test_tree_reduction_with_axis_name_under_shard_map(reduce):
+    # Each device holds a different piece of every leaf (split over both mesh
+    # axes): with the axis names it must reduce over the whole tree.
+    tree, norm = _tree_and_norm()
     mesh = _mesh("auto")
     specs = {"a": P("data", "model"), "b": P(AXES)}
-
-    def norms(t):
-        # Global with the axis names, the local piece's norm without.
-        both = jnp.stack([adaptx.global_norm(t, axis_name=AXES), adaptx.global_norm(t)])
-        return both.reshape(1, 2)
-
-    f = jax.jit(
-        jax.shard_map(norms, mesh=mesh, in_specs=(specs,), out_specs=P(AXES), check_vma=False)
-    )
+    out_specs = P(AXES) if reduce is _norm else specs
+    want = _want(reduce, tree, norm)
     with jax.set_mesh(mesh):
-        got = f(jax.device_put(tree, {k: NamedSharding(mesh, s) for k, s in specs.items()}))
-    got = np.asarray(got)
-    np.testing.assert_allclose(got[:, 0], want, rtol=1e-6)
-    assert np.all(got[:, 1] < want * 0.9), "without axis_name each device sees its piece only"
+        sharded = jax.device_put(tree, {k: NamedSharding(mesh, s) for k, s in specs.items()})
+        for axis_name in (AXES, None):
+            f = jax.shard_map(
+                functools.partial(reduce, axis_name=axis_name),
+                mesh=mesh,
+                in_specs=(specs,),
+                out_specs=out_specs,
+                check_vma=False,
+            )
+            got = jax.device_get(jax.jit(f)(sharded))
+            if axis_name is None:  # the test can tell: each device sees its piece only
+                assert not np.allclose(jax.tree.leaves(got)[0], jax.tree.leaves(want)[0])
+            elif reduce is _norm:
+                np.testing.assert_allclose(got, want, rtol=1e-6)
+            else:
+                _assert_tree_close(got, want, "clipped")
 
 
-def test_global_norm_with_axis_name_under_pmap():
-    tree, want = _tree_and_norm()
-    pieces = jax.tree.map(lambda v: v.reshape(N_DEV, -1), tree)
-    got = jax.pmap(lambda t: adaptx.global_norm(t, axis_name="i"), axis_name="i")(pieces)
-    np.testing.assert_allclose(np.asarray(got), np.full(N_DEV, want), rtol=1e-6)
+@pytest.mark.parametrize("reduce", REDUCTIONS)
+def test_tree_reduction_with_axis_name_under_pmap(reduce):
+    tree, norm = _tree_and_norm()
+    pieces = {k: v.reshape(N_DEV, -1) for k, v in tree.items()}
+    got = jax.pmap(functools.partial(reduce, axis_name="i"), axis_name="i")(pieces)
+    want = _want(reduce, tree, norm)
+    if reduce is _norm:
+        np.testing.assert_allclose(np.asarray(got).ravel(), want, rtol=1e-6)
+    else:
+        _assert_tree_close(
+            {k: np.asarray(v).reshape(tree[k].shape) for k, v in got.items()}, want, "clipped"
+        )
 
 
 # --- the example ----------------------------------------------------------------
