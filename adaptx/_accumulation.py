@@ -18,6 +18,7 @@ from adaptx._base import (
 )
 from adaptx._combine import _check_transform
 from adaptx._numerics import _wide, safe_increment
+from adaptx._sharding import zeros_like
 from adaptx._signature import check_like
 
 
@@ -127,9 +128,7 @@ class MultiSteps(GradientTransformation):
                 gradient_step=jnp.zeros((), jnp.int32),
                 inner_opt_state=opt.init(params),
                 acc_grads=jax.tree.map(
-                    lambda p: jnp.zeros(
-                        jnp.shape(p), _acc_dtype(jnp.result_type(p), accumulator_dtype)
-                    ),
+                    lambda p: zeros_like(p, _acc_dtype(jnp.result_type(p), accumulator_dtype)),
                     params,
                 ),
             )
@@ -153,7 +152,7 @@ class MultiSteps(GradientTransformation):
 
             def mini_step():
                 shapes, _ = jax.eval_shape(inner_step)
-                zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+                zeros = jax.tree.map(zeros_like, shapes)  # sharded like the inner step's
                 return zeros, state.inner_opt_state
 
             new_updates, inner_state = jax.lax.cond(emit, inner_step, mini_step)

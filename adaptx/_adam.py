@@ -51,6 +51,7 @@ from adaptx._numerics import (
     tree_update_moment,
     tree_update_moment_per_elem_norm,
 )
+from adaptx._sharding import zeros_like
 from adaptx._signature import check_like
 from adaptx._validate import check_decay, check_dtype, check_nonnegative, check_range
 
@@ -74,7 +75,7 @@ def init_first_moment(params: Params, dtype: Any = None) -> Any:
         d = leaf if dtype is None else dtype
         if jnp.issubdtype(leaf, jnp.complexfloating) and not jnp.issubdtype(d, jnp.complexfloating):
             d = _complex_of(d)
-        return jnp.zeros(jnp.shape(x), d)
+        return zeros_like(x, d)
 
     return jax.tree.map(f, params)
 
@@ -87,7 +88,7 @@ def init_second_moment(params: Params, dtype: Any = None) -> Any:
         d = jnp.dtype(jnp.result_type(x)) if dtype is None else dtype
         if jnp.issubdtype(d, jnp.complexfloating):
             d = jnp.finfo(d).dtype
-        return jnp.zeros(jnp.shape(x), d)
+        return zeros_like(x, d)
 
     return jax.tree.map(f, params)
 

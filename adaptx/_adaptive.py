@@ -29,6 +29,7 @@ from adaptx._numerics import (
 )
 from adaptx._scale import scale_by_learning_rate
 from adaptx._sgd import check_nesterov, trace
+from adaptx._sharding import full_like
 from adaptx._signature import check_like
 from adaptx._validate import (
     check_decay,
@@ -52,7 +53,7 @@ def _tree_full_real(params: Params, value: Any, dtype: Any = None) -> Updates:
 
     def f(p: jax.Array) -> jax.Array:
         d = _real(jnp.result_type(p) if dtype is None else jax.dtypes.canonicalize_dtype(dtype))
-        return jnp.full(jnp.shape(p), hyperparam(value, compute_dtype(d)).astype(d))
+        return full_like(p, hyperparam(value, compute_dtype(d)).astype(d), d)
 
     return jax.tree.map(f, params)
 

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
 import jax
-import jax.numpy as jnp
 
+from adaptx._sharding import zeros_like
 from adaptx._signature import TreeSignature, check_updates, signature_of
 
 Params = Any
@@ -212,7 +212,8 @@ def stateless(
 def set_to_zero() -> GradientTransformation:
     """The transform that replaces every update by zeros of the same shape and dtype.
 
-    Useful inside ``partition`` to freeze a group of parameters.
+    Useful inside ``partition`` to freeze a group of parameters. The zeros are
+    sharded like the updates, also under ``jit`` with automatic sharding.
 
     Example:
       >>> import jax.numpy as jnp
@@ -221,6 +222,4 @@ def set_to_zero() -> GradientTransformation:
       >>> tx.update(jnp.array([1.0, 2.0]), tx.init(None))[0]
       Array([0., 0.], dtype=float32)
     """
-    return stateless(
-        lambda updates, params: jax.tree.map(jnp.zeros_like, updates), name="set_to_zero"
-    )
+    return stateless(lambda updates, params: jax.tree.map(zeros_like, updates), name="set_to_zero")
