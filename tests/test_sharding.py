@@ -290,34 +290,8 @@ def test_zeros_like_without_mesh_context_follows_params():
 # --- data parallelism: pmap and shard_map ----------------------------------------
 
 
-# In current JAX ``pmap`` is built on ``shard_map``, and the ``shard_map`` test
-# below runs every entry (its ``out_specs=P()`` proves the state identical on
-# every device). To keep the suite fast, ``pmap`` runs a representative
-# subset: the public aliases of each family and every wrapper with control
-# flow, a tree-wide reduction or a schedule.
-PMAP_SUBSET = [
-    "scale_by_learning_rate[schedule]",
-    "sgd[nesterov]",
-    "ema",
-    "adagrad",
-    "rmsprop[torch: centered, momentum]",
-    "adadelta",
-    "adamw",
-    "amsgrad",
-    "nadam",
-    "radam",
-    "partition",
-    "clip_by_global_norm",
-    "apply_if_finite",
-    "MultiSteps",
-    "lookahead",
-    "inject_hyperparams[adamw]",
-]
-
-
-@pytest.mark.parametrize("name", PMAP_SUBSET)
-def test_pmap_replicas_agree_and_match_one_device(name):
-    entry = by_name(name)
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_pmap_replicas_agree_and_match_one_device(entry):
     xs, ys = X.reshape(N_DEV, -1, 4), Y.reshape(N_DEV, -1, 4)
     train = jax.pmap(_train(_optimizer(entry), "batch"), axis_name="batch", in_axes=(None, 0, 0))
     params, state = jax.device_get(train(PARAMS, xs, ys))
