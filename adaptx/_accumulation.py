@@ -18,6 +18,8 @@ from adaptx._base import (
 )
 from adaptx._combine import _check_transform
 from adaptx._numerics import _wide, safe_increment
+from adaptx._sharding import zeros_like
+from adaptx._signature import check_like
 
 
 class MultiStepsState(NamedTuple):
@@ -126,14 +128,13 @@ class MultiSteps(GradientTransformation):
                 gradient_step=jnp.zeros((), jnp.int32),
                 inner_opt_state=opt.init(params),
                 acc_grads=jax.tree.map(
-                    lambda p: jnp.zeros(
-                        jnp.shape(p), _acc_dtype(jnp.result_type(p), accumulator_dtype)
-                    ),
+                    lambda p: zeros_like(p, _acc_dtype(jnp.result_type(p), accumulator_dtype)),
                     params,
                 ),
             )
 
         def update_fn(updates, state: MultiStepsState, params=None, **extra_args):
+            check_like("MultiSteps", updates, state.acc_grads, "kind", params)
             k = jnp.asarray(k_fn(state.gradient_step)).astype(jnp.int32)
             acc = jax.tree.map(lambda a, g: a + g.astype(a.dtype), state.acc_grads, updates)
             emit = state.mini_step + 1 >= k
@@ -151,7 +152,7 @@ class MultiSteps(GradientTransformation):
 
             def mini_step():
                 shapes, _ = jax.eval_shape(inner_step)
-                zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+                zeros = jax.tree.map(zeros_like, shapes)  # sharded like the inner step's
                 return zeros, state.inner_opt_state
 
             new_updates, inner_state = jax.lax.cond(emit, inner_step, mini_step)

@@ -17,6 +17,11 @@ Dtypes, for every transform of the family:
   ``m_hat / (sqrt(v_hat) + eps)`` with a real, non-negative denominator.
   (torch treats a complex parameter as a pair of real ones, with one second
   moment per real and imaginary part; the two agree on real parameters.)
+- a zero denominator (``eps = 0`` and a zero second moment, i.e. a
+  coordinate whose gradients have all been 0) gives a zero step, not 0/0;
+  float16 parameters give no NaN on a zero gradient (the arithmetic is in
+  float32, where ``eps = 1e-8`` does not underflow; optax's float16 Adam
+  returns NaN there).
 
 Hyper-parameters are converted once per compute dtype with ``hyperparam``
 and every derived quantity (``1 - b1``, ``1 - b1**t``) is computed from that
@@ -46,7 +51,9 @@ from adaptx._numerics import (
     tree_update_moment,
     tree_update_moment_per_elem_norm,
 )
-from adaptx._validate import check_decay, check_nonnegative, check_range
+from adaptx._sharding import zeros_like
+from adaptx._signature import check_like
+from adaptx._validate import check_decay, check_dtype, check_nonnegative, check_range
 
 # --- helpers shared by the Adam family ----------------------------------------
 
@@ -68,7 +75,7 @@ def init_first_moment(params: Params, dtype: Any = None) -> Any:
         d = leaf if dtype is None else dtype
         if jnp.issubdtype(leaf, jnp.complexfloating) and not jnp.issubdtype(d, jnp.complexfloating):
             d = _complex_of(d)
-        return jnp.zeros(jnp.shape(x), d)
+        return zeros_like(x, d)
 
     return jax.tree.map(f, params)
 
@@ -81,7 +88,7 @@ def init_second_moment(params: Params, dtype: Any = None) -> Any:
         d = jnp.dtype(jnp.result_type(x)) if dtype is None else dtype
         if jnp.issubdtype(d, jnp.complexfloating):
             d = jnp.finfo(d).dtype
-        return jnp.zeros(jnp.shape(x), d)
+        return zeros_like(x, d)
 
     return jax.tree.map(f, params)
 
@@ -102,16 +109,49 @@ def divide(x: jax.Array, d: jax.Array) -> jax.Array:
     return x / d.astype(x.dtype)
 
 
+def divide_or_zero(x: jax.Array, d: jax.Array) -> jax.Array:
+    """``x / d`` where ``d > 0``, and 0 where ``d == 0`` (no 0/0, no x/0).
+
+    A denominator ``sqrt(v) + eps`` is 0 only with ``eps = 0`` (or an ``eps``
+    that underflows in a low-precision state) and ``v = 0``, i.e. for a
+    coordinate whose gradients have been 0: its step is 0.
+    """
+    positive = d > 0
+    q = divide(x, jnp.where(positive, d, jnp.ones((), d.dtype)))
+    return jnp.where(positive, q, jnp.zeros((), q.dtype))
+
+
 def times(x: jax.Array, s: jax.Array) -> jax.Array:
     """``x * s`` for a real ``s`` of ``x``'s (real) precision; ``x`` may be complex."""
     return x * s.astype(x.dtype)
 
 
-def check_moment_hyperparams(b1: Any, b2: Any, eps: Any, eps_root: Any = 0.0) -> None:
+def check_moment_hyperparams(
+    b1: Any, b2: Any, eps: Any, eps_root: Any = 0.0, *, mu_dtype: Any = None, nu_dtype: Any = None
+) -> None:
     check_decay("b1", b1)
     check_decay("b2", b2)
     check_nonnegative("eps", eps)
     check_nonnegative("eps_root", eps_root)
+    check_dtype("mu_dtype", mu_dtype)
+    check_dtype("nu_dtype", nu_dtype)
+
+
+def check_moment_updates(
+    where: str, updates: Any, state: Any, mu_dtype: Any, nu_dtype: Any, params: Any
+) -> None:
+    """The tree check of the Adam family, against ``state.mu`` / ``state.nu``.
+
+    The parameters' dtype is exactly recorded by ``mu`` (default ``mu_dtype``)
+    or, up to real/complex which ``mu`` tells, by ``nu`` (default ``nu_dtype``);
+    with both chosen only real versus complex is checked (and ``params``, when given).
+    """
+    if mu_dtype is None:
+        check_like(where, updates, state.mu, "exact", params)
+    elif nu_dtype is None:
+        check_like(where, updates, state.nu, "precision", params)
+    else:
+        check_like(where, updates, state.mu, "kind", params)
 
 
 class ScaleByAdamState(NamedTuple):
@@ -258,12 +298,13 @@ def scale_by_adam(
       Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015,
       https://arxiv.org/abs/1412.6980 (Algorithm 1; Section 4, Theorem 4.1).
     """
-    check_moment_hyperparams(b1, b2, eps, eps_root)
+    check_moment_hyperparams(b1, b2, eps, eps_root, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
     if b1_decay is not None:
         check_range("b1_decay", b1_decay, 0.0, 1.0, low_open=True)
 
     def update_fn(updates, state, params=None, **extra_args):
-        del params, extra_args
+        del extra_args
+        check_moment_updates("scale_by_adam", updates, state, mu_dtype, nu_dtype, params)
         if b1_decay is None:
             count, mu, nu = update_moments(updates, state, b1, b2)
         else:
@@ -291,7 +332,7 @@ def scale_by_adam(
             c1, c2, e, er = scalars(cdt)
             m_hat = divide(widen(m, cdt), c1)
             denom = jnp.sqrt(v.astype(cdt) / c2 + er) + e
-            return divide(m_hat, denom).astype(g.dtype)
+            return divide_or_zero(m_hat, denom).astype(g.dtype)
 
         out = jax.tree.map(direction, updates, mu, nu)
         return out, ScaleByAdamState(count=count, mu=mu, nu=nu)
@@ -322,7 +363,11 @@ def scale_by_adamax(
     ``eps`` (``u_t = max(b2 u_{t-1}, |g_t|)``) and divides 0 by 0 on a
     coordinate whose gradient is zero from the start. adaptx puts ``eps``
     inside the maximum by default, as optax and torch do, so such a
-    coordinate gets a zero step; ``eps=0`` is exactly Algorithm 2.
+    coordinate gets a zero step; ``eps=0`` is Algorithm 2, except that a
+    coordinate with ``u_t = 0`` (all its gradients 0 so far, so ``m_t = 0``)
+    gets a zero step rather than 0/0. The same guard keeps float16
+    parameters finite: there ``eps = 1e-8`` underflows to 0 in ``u`` (optax
+    returns NaN on a zero gradient).
 
     **Step bound.** The paper states ``|Delta_t| <= alpha``. What holds
     exactly is ``|out_t| <= (1 - b1) / (1 - b1 / b2)`` for ``b1 < b2``
@@ -368,10 +413,11 @@ def scale_by_adamax(
       Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015,
       https://arxiv.org/abs/1412.6980 (Section 7.1, Algorithm 2).
     """
-    check_moment_hyperparams(b1, b2, eps)
+    check_moment_hyperparams(b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
 
     def update_fn(updates, state, params=None, **extra_args):
-        del params, extra_args
+        del extra_args
+        check_moment_updates("scale_by_adamax", updates, state, mu_dtype, nu_dtype, params)
         count = safe_increment(state.count)
         mu = tree_update_moment(updates, state.mu, b1, 1)
         nu = tree_update_infinity_moment(updates, state.nu, b2, eps)
@@ -379,7 +425,10 @@ def scale_by_adamax(
 
         def direction(g, m, u):
             cdt = leaf_compute_dtype(g, m, u)
-            return divide(widen(m, cdt), correction(cdt) * u.astype(cdt)).astype(g.dtype)
+            # u = 0 only where every |g| + eps so far was 0 (eps = 0, or eps underflowing
+            # to 0 in a float16 u): m is 0 there too, and the step is 0, not 0/0.
+            denom = correction(cdt) * u.astype(cdt)
+            return divide_or_zero(widen(m, cdt), denom).astype(g.dtype)
 
         out = jax.tree.map(direction, updates, mu, nu)
         return out, ScaleByAdamState(count=count, mu=mu, nu=nu)

@@ -15,7 +15,9 @@ import numpy as np
 
 from adaptx._adam import (
     check_moment_hyperparams,
+    check_moment_updates,
     divide,
+    divide_or_zero,
     init_first_moment,
     init_second_moment,
     leaf_compute_dtype,
@@ -138,7 +140,7 @@ def scale_by_amsgrad(
       Reddi, Kale & Kumar, "On the Convergence of Adam and Beyond", ICLR 2018,
       https://openreview.net/forum?id=ryQu7f-RZ (Algorithm 2).
     """
-    check_moment_hyperparams(b1, b2, eps, eps_root)
+    check_moment_hyperparams(b1, b2, eps, eps_root, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
     if variant not in _AMSGRAD_VARIANTS:
         raise ValueError(f"variant must be one of {_AMSGRAD_VARIANTS}, got {variant!r}")
 
@@ -152,7 +154,8 @@ def scale_by_amsgrad(
         )
 
     def update_fn(updates, state, params=None, **extra_args):
-        del params, extra_args
+        del extra_args
+        check_moment_updates("scale_by_amsgrad", updates, state, mu_dtype, nu_dtype, params)
         count, mu, nu = update_moments(updates, state, b1, b2)
 
         @functools.cache
@@ -182,7 +185,7 @@ def scale_by_amsgrad(
                 m_hat = divide(m_hat, c1)
             if variant == "max_raw":
                 v_hat = v_hat / c2
-            return divide(m_hat, jnp.sqrt(v_hat + er) + e).astype(g.dtype)
+            return divide_or_zero(m_hat, jnp.sqrt(v_hat + er) + e).astype(g.dtype)
 
         out = jax.tree.map(direction, updates, mu, nu_max)
         return out, ScaleByAmsgradState(count=count, mu=mu, nu=nu, nu_max=nu_max)
@@ -299,7 +302,7 @@ def scale_by_nadam(
       Dozat, "Incorporating Nesterov Momentum into Adam", ICLR 2016 Workshop,
       https://openreview.net/forum?id=OM0jvwB8jIp57ZJjtNEZ
     """
-    check_moment_hyperparams(b1, b2, eps, eps_root)
+    check_moment_hyperparams(b1, b2, eps, eps_root, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
     if momentum_decay is not None:
         check_nonnegative("momentum_decay", momentum_decay)
 
@@ -312,7 +315,8 @@ def scale_by_nadam(
         )
 
     def update_fn(updates, state, params=None, **extra_args):
-        del params, extra_args
+        del extra_args
+        check_moment_updates("scale_by_nadam", updates, state, mu_dtype, nu_dtype, params)
         count, mu, nu = update_moments(updates, state, b1, b2)
         pdt = state.mu_product.dtype
         t = count.astype(pdt)
@@ -343,7 +347,8 @@ def scale_by_nadam(
             cdt = leaf_compute_dtype(g, m, v)
             w_g, w_m, c2, e, er = scalars(cdt)
             m_bar = times(widen(g, cdt), w_g) + times(widen(m, cdt), w_m)
-            return divide(m_bar, jnp.sqrt(v.astype(cdt) / c2 + er) + e).astype(g.dtype)
+            denom = jnp.sqrt(v.astype(cdt) / c2 + er) + e
+            return divide_or_zero(m_bar, denom).astype(g.dtype)
 
         out = jax.tree.map(direction, updates, mu, nu)
         return out, ScaleByNadamState(count=count, mu=mu, nu=nu, mu_product=product)

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from adaptx._adam import init_first_moment
 from adaptx._base import GradientTransformation, Params, ScalarOrSchedule, Updates, identity
 from adaptx._combine import chain
 from adaptx._numerics import (
@@ -25,11 +26,18 @@ from adaptx._numerics import (
     safe_increment,
     tree_update_moment,
     tree_update_moment_per_elem_norm,
-    tree_zeros_like,
 )
 from adaptx._scale import scale_by_learning_rate
 from adaptx._sgd import check_nesterov, trace
-from adaptx._validate import check_decay, check_nonnegative, check_positive
+from adaptx._sharding import full_like
+from adaptx._signature import check_like
+from adaptx._validate import (
+    check_decay,
+    check_dtype,
+    check_momentum,
+    check_nonnegative,
+    check_positive,
+)
 
 
 def _real(dtype: Any) -> Any:
@@ -37,14 +45,22 @@ def _real(dtype: Any) -> Any:
     return jnp.finfo(dtype).dtype
 
 
-def _tree_full_real(params: Params, value: Any) -> Updates:
-    """A real accumulator per parameter (real even for complex ones), filled with ``value``."""
+def _tree_full_real(params: Params, value: Any, dtype: Any = None) -> Updates:
+    """A real accumulator per parameter (real even for complex ones), filled with ``value``.
+
+    In ``dtype`` if given (``nu_dtype``), else in the parameter's real precision.
+    """
 
     def f(p: jax.Array) -> jax.Array:
-        dtype = _real(jnp.result_type(p))
-        return jnp.full(jnp.shape(p), hyperparam(value, compute_dtype(dtype)).astype(dtype))
+        d = _real(jnp.result_type(p) if dtype is None else jax.dtypes.canonicalize_dtype(dtype))
+        return full_like(p, hyperparam(value, compute_dtype(d)).astype(d), d)
 
     return jax.tree.map(f, params)
+
+
+def _check_second_moment(where: str, updates: Any, nu: Any, nu_dtype: Any, params: Any) -> None:
+    """The tree check against a real second moment (its precision, unless ``nu_dtype`` chose it)."""
+    check_like(where, updates, nu, "precision" if nu_dtype is None else "any", params)
 
 
 def _denominator(n: jax.Array, eps: Any, eps_in_sqrt: bool) -> jax.Array:
@@ -81,6 +97,7 @@ def scale_by_rss(
     eps: float | jax.Array = 1e-10,
     *,
     eps_in_sqrt: bool = False,
+    nu_dtype: Any = None,
 ) -> GradientTransformation:
     r"""AdaGrad's scaling: divide by the root of the sum of all squared gradients so far.
 
@@ -97,8 +114,9 @@ def scale_by_rss(
     For complex parameters ``G`` sums ``|g|**2`` (real) and the update keeps
     ``g``'s phase, as in optax; torch normalises the real and imaginary parts
     separately, so it differs there. The sum
-    is kept in the parameters' dtype; for bfloat16 parameters it stops growing
-    once ``|g|**2`` falls below its rounding, as in optax.
+    is kept in the parameters' dtype by default; for bfloat16 parameters it
+    then stops growing once ``|g|**2`` falls below its rounding, as in optax:
+    ``nu_dtype=jnp.float32`` keeps it in float32.
 
     Hyper-parameters are validated when concrete (``initial_accumulator_value
     >= 0``, ``eps >= 0``); traced values are not checked.
@@ -123,6 +141,7 @@ def scale_by_rss(
       initial_accumulator_value: ``G_0 >= 0``.
       eps: ``delta >= 0``, added to the denominator.
       eps_in_sqrt: add ``eps`` under the square root (optax) rather than outside it.
+      nu_dtype: dtype of the sum; ``None`` = the parameter's (real part).
 
     Returns:
       A ``GradientTransformation`` with state ``ScaleByRssState``.
@@ -144,16 +163,20 @@ def scale_by_rss(
     """
     check_nonnegative("initial_accumulator_value", initial_accumulator_value)
     check_nonnegative("eps", eps)
+    check_dtype("nu_dtype", nu_dtype)
 
     def init_fn(params: Params) -> ScaleByRssState:
-        return ScaleByRssState(sum_of_squares=_tree_full_real(params, initial_accumulator_value))
+        return ScaleByRssState(
+            sum_of_squares=_tree_full_real(params, initial_accumulator_value, nu_dtype)
+        )
 
     def accumulate(g: jax.Array, s: jax.Array) -> jax.Array:
         cdt = compute_dtype(s.dtype)
         return s.astype(cdt) + abs_sq(g.astype(_wide(g.dtype))).astype(cdt)
 
     def update_fn(updates, state, params=None, **extra_args):
-        del params, extra_args
+        del extra_args
+        _check_second_moment("scale_by_rss", updates, state.sum_of_squares, nu_dtype, params)
         wide = jax.tree.map(accumulate, updates, state.sum_of_squares)
         out = jax.tree.map(
             lambda g, s: _divide(g, _denominator(s, eps, eps_in_sqrt)), updates, wide
@@ -170,6 +193,7 @@ def adagrad(
     eps: float | jax.Array = 1e-10,
     *,
     eps_in_sqrt: bool = False,
+    nu_dtype: Any = None,
 ) -> GradientTransformation:
     r"""AdaGrad (Duchi, Hazan, Singer 2011), diagonal version.
 
@@ -190,6 +214,7 @@ def adagrad(
       initial_accumulator_value: ``G_0 >= 0``.
       eps: added to the denominator, ``>= 0``.
       eps_in_sqrt: add ``eps`` under the square root (optax's form).
+      nu_dtype: dtype of the sum of squares; ``None`` = the parameters' (real part).
 
     Returns:
       A ``GradientTransformation`` (a ``chain``).
@@ -214,7 +239,7 @@ def adagrad(
       https://jmlr.org/papers/v12/duchi11a.html
     """
     return chain(
-        scale_by_rss(initial_accumulator_value, eps, eps_in_sqrt=eps_in_sqrt),
+        scale_by_rss(initial_accumulator_value, eps, eps_in_sqrt=eps_in_sqrt, nu_dtype=nu_dtype),
         scale_by_learning_rate(learning_rate),
     )
 
@@ -256,10 +281,12 @@ class ScaleByRmsState(NamedTuple):
     nu: Updates
 
 
-def _check_rms(decay: Any, eps: Any, initial_scale: Any) -> None:
+def _check_rms(decay: Any, eps: Any, initial_scale: Any, mu_dtype: Any, nu_dtype: Any) -> None:
     check_decay("decay", decay)
     check_nonnegative("eps", eps)
     check_nonnegative("initial_scale", initial_scale)
+    check_dtype("mu_dtype", mu_dtype)
+    check_dtype("nu_dtype", nu_dtype)
 
 
 def _rms_scale(g, nu, decay, eps, eps_in_sqrt, bias_correction, count, mu=None):
@@ -285,6 +312,7 @@ def scale_by_rms(
     *,
     eps_in_sqrt: bool = True,
     bias_correction: bool = False,
+    nu_dtype: Any = None,
 ) -> GradientTransformation:
     r"""RMSProp's scaling: divide by the root of a moving average of squared gradients.
 
@@ -315,6 +343,7 @@ def scale_by_rms(
       initial_scale: ``v_0 >= 0``.
       eps_in_sqrt: add ``eps`` under the square root rather than outside it.
       bias_correction: divide ``v_t`` by ``1 - decay**t``.
+      nu_dtype: dtype of ``v``; ``None`` = the parameter's (real part).
 
     Returns:
       A ``GradientTransformation`` with state ``ScaleByRmsState``.
@@ -333,15 +362,16 @@ def scale_by_rms(
       Coursera, lecture 6e "rmsprop", 2012,
       https://www.cs.toronto.edu/~tijmen/csc321/slides/lecture_slides_lec6.pdf
     """
-    _check_rms(decay, eps, initial_scale)
+    _check_rms(decay, eps, initial_scale, None, nu_dtype)
 
     def init_fn(params: Params) -> ScaleByRmsState:
         return ScaleByRmsState(
-            count=jnp.zeros((), jnp.int32), nu=_tree_full_real(params, initial_scale)
+            count=jnp.zeros((), jnp.int32), nu=_tree_full_real(params, initial_scale, nu_dtype)
         )
 
     def update_fn(updates, state, params=None, **extra_args):
-        del params, extra_args
+        del extra_args
+        _check_second_moment("scale_by_rms", updates, state.nu, nu_dtype, params)
         nu = tree_update_moment_per_elem_norm(updates, state.nu, decay, 2)
         count = safe_increment(state.count)
         out = jax.tree.map(
@@ -369,6 +399,8 @@ def scale_by_stddev(
     *,
     eps_in_sqrt: bool = True,
     bias_correction: bool = False,
+    mu_dtype: Any = None,
+    nu_dtype: Any = None,
 ) -> GradientTransformation:
     r"""Centred RMSProp's scaling: divide by a moving estimate of the gradient's std.
 
@@ -405,6 +437,8 @@ def scale_by_stddev(
       initial_scale: ``v_0 >= 0``.
       eps_in_sqrt: add ``eps`` under the square root rather than outside it.
       bias_correction: divide ``m_t`` and ``v_t`` by ``1 - decay**t``.
+      mu_dtype: dtype of ``m`` (complex for complex parameters); ``None`` = the parameter's.
+      nu_dtype: dtype of ``v``; ``None`` = the parameter's (real part).
 
     Returns:
       A ``GradientTransformation`` with state ``ScaleByStddevState``.
@@ -426,17 +460,21 @@ def scale_by_stddev(
       Graves, "Generating Sequences With Recurrent Neural Networks", arXiv
       2013, https://arxiv.org/abs/1308.0850
     """
-    _check_rms(decay, eps, initial_scale)
+    _check_rms(decay, eps, initial_scale, mu_dtype, nu_dtype)
 
     def init_fn(params: Params) -> ScaleByStddevState:
         return ScaleByStddevState(
             count=jnp.zeros((), jnp.int32),
-            mu=tree_zeros_like(params),
-            nu=_tree_full_real(params, initial_scale),
+            mu=init_first_moment(params, mu_dtype),
+            nu=_tree_full_real(params, initial_scale, nu_dtype),
         )
 
     def update_fn(updates, state, params=None, **extra_args):
-        del params, extra_args
+        del extra_args
+        if mu_dtype is None:
+            check_like("scale_by_stddev", updates, state.mu, "exact", params)
+        else:
+            _check_second_moment("scale_by_stddev", updates, state.nu, nu_dtype, params)
         mu = tree_update_moment(updates, state.mu, decay, 1)
         nu = tree_update_moment_per_elem_norm(updates, state.nu, decay, 2)
         count = safe_increment(state.count)
@@ -469,6 +507,8 @@ def rmsprop(
     nesterov: bool = False,
     bias_correction: bool = False,
     lr_before_momentum: bool = True,
+    mu_dtype: Any = None,
+    nu_dtype: Any = None,
 ) -> GradientTransformation:
     r"""RMSProp (Hinton 2012), optionally centred (Graves 2013) and with momentum.
 
@@ -509,6 +549,9 @@ def rmsprop(
       bias_correction: bias-correct the moving averages by ``1 - decay**t``.
       lr_before_momentum: scale by the learning rate before the momentum buffer
         (optax, default) or after it (torch).
+      mu_dtype: dtype of the first-moment buffers (the centred mean and the
+        momentum); ``None`` = the parameters'.
+      nu_dtype: dtype of the squared-gradient average; ``None`` = the parameters' (real part).
 
     Returns:
       A ``GradientTransformation`` (a ``chain``).
@@ -536,13 +579,19 @@ def rmsprop(
       2013, https://arxiv.org/abs/1308.0850
     """
     if momentum is not None:
-        check_nonnegative("momentum", momentum)
+        check_momentum("momentum", momentum)
     check_nesterov(momentum, nesterov)
-    make = scale_by_stddev if centered else scale_by_rms
-    scaling = make(
-        decay, eps, initial_scale, eps_in_sqrt=eps_in_sqrt, bias_correction=bias_correction
+    check_dtype("mu_dtype", mu_dtype)
+    kwargs = dict(eps_in_sqrt=eps_in_sqrt, bias_correction=bias_correction, nu_dtype=nu_dtype)
+    if centered:
+        scaling = scale_by_stddev(decay, eps, initial_scale, mu_dtype=mu_dtype, **kwargs)
+    else:
+        scaling = scale_by_rms(decay, eps, initial_scale, **kwargs)
+    mom = (
+        trace(momentum, nesterov=nesterov, accumulator_dtype=mu_dtype)
+        if momentum is not None
+        else identity()
     )
-    mom = trace(momentum, nesterov=nesterov) if momentum is not None else identity()
     lr = scale_by_learning_rate(learning_rate)
     return chain(scaling, lr, mom) if lr_before_momentum else chain(scaling, mom, lr)
 
@@ -558,7 +607,7 @@ class ScaleByAdaDeltaState(NamedTuple):
 
 
 def scale_by_adadelta(
-    rho: float | jax.Array = 0.9, eps: float | jax.Array = 1e-6
+    rho: float | jax.Array = 0.9, eps: float | jax.Array = 1e-6, *, nu_dtype: Any = None
 ) -> GradientTransformation:
     r"""AdaDelta's direction: a ratio of RMS of past steps to RMS of gradients.
 
@@ -597,6 +646,8 @@ def scale_by_adadelta(
     Args:
       rho: decay rate of both averages, in [0, 1).
       eps: added under both roots, ``> 0``.
+      nu_dtype: dtype of both averages; ``None`` = the
+        parameter's (real part).
 
     Returns:
       A ``GradientTransformation`` with state ``ScaleByAdaDeltaState``.
@@ -616,10 +667,11 @@ def scale_by_adadelta(
     """
     check_decay("rho", rho)
     check_positive("eps", eps)
+    check_dtype("nu_dtype", nu_dtype)
 
     def init_fn(params: Params) -> ScaleByAdaDeltaState:
         return ScaleByAdaDeltaState(
-            e_g=_tree_full_real(params, 0.0), e_x=_tree_full_real(params, 0.0)
+            e_g=_tree_full_real(params, 0.0, nu_dtype), e_x=_tree_full_real(params, 0.0, nu_dtype)
         )
 
     def step(g: jax.Array, e_g: jax.Array, e_x: jax.Array) -> jax.Array:
@@ -630,7 +682,8 @@ def scale_by_adadelta(
         return gw * ratio.astype(gw.dtype)
 
     def update_fn(updates, state, params=None, **extra_args):
-        del params, extra_args
+        del extra_args
+        _check_second_moment("scale_by_adadelta", updates, state.e_g, nu_dtype, params)
         e_g = tree_update_moment_per_elem_norm(updates, state.e_g, rho, 2)
         dx = jax.tree.map(step, updates, e_g, state.e_x)
         e_x = tree_update_moment_per_elem_norm(dx, state.e_x, rho, 2)
@@ -644,6 +697,8 @@ def adadelta(
     learning_rate: ScalarOrSchedule = 1.0,
     rho: float | jax.Array = 0.9,
     eps: float | jax.Array = 1e-6,
+    *,
+    nu_dtype: Any = None,
 ) -> GradientTransformation:
     r"""AdaDelta (Zeiler 2012): ``u_t = -lr_t * dx_t`` with ``dx_t`` from ``scale_by_adadelta``.
 
@@ -660,6 +715,7 @@ def adadelta(
       learning_rate: a number, scalar array, or schedule ``count -> value``.
       rho: decay rate of both averages, in [0, 1).
       eps: added under both roots, ``> 0``.
+      nu_dtype: dtype of both averages; ``None`` = the parameters' (real part).
 
     Returns:
       A ``GradientTransformation`` (a ``chain``).
@@ -682,4 +738,6 @@ def adadelta(
       Zeiler, "ADADELTA: An Adaptive Learning Rate Method", arXiv 2012,
       https://arxiv.org/abs/1212.5701
     """
-    return chain(scale_by_adadelta(rho, eps), scale_by_learning_rate(learning_rate))
+    return chain(
+        scale_by_adadelta(rho, eps, nu_dtype=nu_dtype), scale_by_learning_rate(learning_rate)
+    )

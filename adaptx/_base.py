@@ -14,7 +14,9 @@ from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
 import jax
-import jax.numpy as jnp
+
+from adaptx._sharding import zeros_like
+from adaptx._signature import TreeSignature, check_updates, signature_of
 
 Params = Any
 """A pytree of arrays: the model's parameters."""
@@ -61,8 +63,61 @@ class GradientTransformation(NamedTuple):
     update: TransformUpdateFn
 
 
-class EmptyState(NamedTuple):
-    """The state of a transform that keeps none."""
+class _NoFields(NamedTuple):
+    pass
+
+
+class EmptyState(_NoFields):
+    """The state of a transform that keeps none.
+
+    A ``NamedTuple`` with no fields and no leaves, as optax's. It may carry
+    the ``TreeSignature`` of the params it was initialised with
+    (``EmptyState.of(params)``), which ``update`` checks the updates against.
+    The signature is a static part of the tree structure: it has no leaves,
+    is not a field (``EmptyState() == EmptyState.of(params)``) and survives
+    ``jit``, ``pickle`` and ``jax.tree.map``. ``EmptyState()`` (and
+    ``EmptyState.of(None)``) carries none and checks nothing.
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import adaptx
+      >>> state = adaptx.EmptyState.of({"w": jnp.zeros(3)})
+      >>> jax.tree.leaves(state), state == adaptx.EmptyState()
+      ([], True)
+      >>> state.signature.describe()
+      ["['w']: (3,) float32"]
+    """
+
+    @classmethod
+    def of(cls, params: Params) -> EmptyState:
+        """An ``EmptyState`` recording the signature of ``params`` (none for ``None``)."""
+        return cls._with(signature_of(params))
+
+    @classmethod
+    def _with(cls, signature: TreeSignature | None) -> EmptyState:
+        state = cls()
+        if signature is not None:
+            state.__dict__["signature"] = signature
+        return state
+
+    @property
+    def signature(self) -> TreeSignature | None:
+        """The ``TreeSignature`` recorded by ``init``, or ``None``."""
+        return self.__dict__.get("signature")
+
+
+jax.tree_util.register_pytree_with_keys(
+    EmptyState,
+    lambda s: ((), s.signature),
+    lambda signature, _: EmptyState._with(signature),
+    lambda s: ((), s.signature),
+)
+
+
+def check_empty_state(where: str, updates: Updates, state: Any, params: Params | None) -> None:
+    """``check_updates`` for a stateless transform: against the state's signature and params."""
+    check_updates(where, updates, getattr(state, "signature", None), params)
 
 
 def accepts_extra_args(update: Callable[..., Any]) -> bool:
@@ -101,7 +156,8 @@ def identity() -> GradientTransformation:
     """The transform that returns its updates unchanged.
 
     Returns:
-      A stateless ``GradientTransformation``.
+      A stateless ``GradientTransformation``; ``update`` checks the updates
+      against the params ``init`` saw (see ``EmptyState``).
 
     Example:
       >>> import jax.numpy as jnp
@@ -111,28 +167,28 @@ def identity() -> GradientTransformation:
       Array([1., 2.], dtype=float32)
     """
 
-    def init_fn(params: Params) -> EmptyState:
-        del params
-        return EmptyState()
-
     def update_fn(updates, state, params=None, **extra_args):
-        del params, extra_args
+        del extra_args
+        check_empty_state("identity", updates, state, params)
         return updates, state
 
-    return GradientTransformation(init_fn, update_fn)
+    return GradientTransformation(EmptyState.of, update_fn)
 
 
 def stateless(
-    f: Callable[[Updates, Params | None], Updates],
+    f: Callable[[Updates, Params | None], Updates], *, name: str | None = None
 ) -> GradientTransformation:
     """Lifts ``f(updates, params) -> updates`` to a transform that keeps no state.
 
     Args:
       f: a pure function of the whole updates tree and the params (which may be
         ``None`` when the caller does not pass them).
+      name: the transform's name in error messages (default ``stateless(f's name)``).
 
     Returns:
-      A ``GradientTransformation`` whose state is ``EmptyState()``.
+      A ``GradientTransformation`` whose state is ``EmptyState.of(params)``:
+      ``update`` checks that the updates (and ``params``, when given) have the
+      structure, shapes and dtypes ``init`` saw (``TreeMismatchError`` if not).
 
     Example:
       >>> import jax
@@ -143,21 +199,21 @@ def stateless(
       Array([2., 2.], dtype=float32)
     """
 
-    def init_fn(params: Params) -> EmptyState:
-        del params
-        return EmptyState()
+    where = name or f"stateless({getattr(f, '__name__', type(f).__name__)})"
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
+        check_empty_state(where, updates, state, params)
         return f(updates, params), state
 
-    return GradientTransformation(init_fn, update_fn)
+    return GradientTransformation(EmptyState.of, update_fn)
 
 
 def set_to_zero() -> GradientTransformation:
     """The transform that replaces every update by zeros of the same shape and dtype.
 
-    Useful inside ``partition`` to freeze a group of parameters.
+    Useful inside ``partition`` to freeze a group of parameters. The zeros are
+    sharded like the updates, also under ``jit`` with automatic sharding.
 
     Example:
       >>> import jax.numpy as jnp
@@ -166,4 +222,4 @@ def set_to_zero() -> GradientTransformation:
       >>> tx.update(jnp.array([1.0, 2.0]), tx.init(None))[0]
       Array([0., 0.], dtype=float32)
     """
-    return stateless(lambda updates, params: jax.tree.map(jnp.zeros_like, updates))
+    return stateless(lambda updates, params: jax.tree.map(zeros_like, updates), name="set_to_zero")

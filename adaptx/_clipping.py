@@ -58,7 +58,7 @@ def clip(max_delta: float | jax.Array) -> GradientTransformation:
         m = m.astype(u.dtype)
         return jnp.clip(u, -m, m)
 
-    return stateless(lambda updates, params: jax.tree.map(f, updates))
+    return stateless(lambda updates, params: jax.tree.map(f, updates), name="clip")
 
 
 def _sum_of_squares(tree: Any) -> jax.Array:
@@ -119,7 +119,7 @@ def clip_by_global_norm(
         _native.remember_scaled(updates, out, factor)  # lets a fused optimizer skip the copy
         return out
 
-    return stateless(f)
+    return stateless(f, name="clip_by_global_norm")
 
 
 def clip_by_block_rms(threshold: float | jax.Array) -> GradientTransformation:
@@ -152,4 +152,4 @@ def clip_by_block_rms(threshold: float | jax.Array) -> GradientTransformation:
         t = hyperparam(threshold, cdt)
         return _scaled(u, t / jnp.maximum(rms, t))
 
-    return stateless(lambda updates, params: jax.tree.map(f, updates))
+    return stateless(lambda updates, params: jax.tree.map(f, updates), name="clip_by_block_rms")

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from adaptx._base import GradientTransformation, OptState, Params, accepts_extra_args, call_update
 from adaptx._combine import _check_transform
 from adaptx._numerics import safe_increment
+from adaptx._signature import check_structure, check_updates
 
 
 class ApplyIfFiniteState(NamedTuple):
@@ -112,6 +113,7 @@ def apply_if_finite(
         )
 
     def update_fn(updates, state: ApplyIfFiniteState, params=None, **extra_args):
+        check_updates("apply_if_finite", updates, None, params)
         new_updates, new_inner = call_update(
             inner, updates, state.inner_state, params, extra_args, takes_extra=takes_extra
         )
@@ -183,7 +185,8 @@ def zero_nans(*, include_inf: bool = True) -> GradientTransformation:
         return ZeroNansState(found_nan=no, found_inf=no)
 
     def update_fn(updates, state, params=None, **extra_args):
-        del state, params, extra_args
+        del extra_args
+        check_structure("zero_nans", updates, state.found_nan, params)
         nan = jax.tree.map(lambda u: jnp.any(jnp.isnan(u)), updates)
         if include_inf:
             inf = jax.tree.map(lambda u: jnp.any(jnp.isinf(u)), updates)

@@ -28,7 +28,7 @@ import numpy as np
 from adaptx._base import GradientTransformation, OptState, Params, call_update
 from adaptx._combine import _check_transform
 from adaptx._numerics import safe_increment, widest_compute_dtype
-from adaptx._validate import check_decay, check_nonnegative
+from adaptx._validate import check_decay, check_momentum, check_nonnegative
 
 
 class InjectHyperparamsState(NamedTuple):
@@ -58,7 +58,7 @@ _CHECKS: dict[str, Callable[[str, Any], None]] = {
     "eps": check_nonnegative,
     "eps_root": check_nonnegative,
     "weight_decay": check_nonnegative,
-    "momentum": check_nonnegative,
+    "momentum": check_momentum,
 }
 
 

@@ -16,6 +16,7 @@ from adaptx._base import (
 )
 from adaptx._combine import _check_transform
 from adaptx._numerics import _widen, compute_dtype, hyperparam
+from adaptx._signature import check_like
 from adaptx._updates import apply_updates
 from adaptx._validate import check_range
 
@@ -104,6 +105,7 @@ def lookahead(
     def update_fn(updates, state: LookaheadState, params=None, **extra_args):
         if params is None:
             raise ValueError("lookahead needs params: call update(updates, state, params)")
+        check_like("lookahead", updates, state.slow, "exact", params)
         fast_updates, fast_state = call_update(
             fast_optimizer, updates, state.fast_state, params, extra_args, takes_extra=takes_extra
         )

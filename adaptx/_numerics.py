@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from adaptx._sharding import zeros_like
+
 INT32_MAX = np.iinfo(np.int32).max
 
 
@@ -55,7 +57,12 @@ def _wide(dtype: Any) -> np.dtype:
 
 
 def tree_zeros_like(tree: Any, dtype: Any = None) -> Any:
-    """Zeros with the structure and shapes of ``tree``.
+    """Zeros with the structure, shapes and shardings of ``tree``.
+
+    Each zero leaf is placed like the matching leaf of ``tree``: an optimizer
+    state built from sharded parameters is sharded like them (ZeRO style),
+    also when ``init`` runs under ``jit`` and from ``jax.ShapeDtypeStruct``s
+    that carry a sharding.
 
     Args:
       tree: a pytree of arrays (or ``jax.ShapeDtypeStruct``s).
@@ -70,7 +77,7 @@ def tree_zeros_like(tree: Any, dtype: Any = None) -> Any:
       >>> adaptx.tree_zeros_like({"a": jnp.ones(2, jnp.bfloat16)})["a"]
       Array([0, 0], dtype=bfloat16)
     """
-    return jax.tree.map(lambda x: jnp.zeros(jnp.shape(x), dtype or jnp.result_type(x)), tree)
+    return jax.tree.map(lambda x: zeros_like(x, dtype), tree)
 
 
 def tree_cast(tree: Any, dtype: Any) -> Any:
@@ -129,6 +136,8 @@ def tree_update_moment_per_elem_norm(updates: Any, moments: Any, decay: Any, ord
 
     def f(g, m):
         cdt = compute_dtype(m.dtype)
+        # Square g in the compute dtype (a bfloat16 g**2 would lose 8 bits of the moment).
+        g = _widen(g, max(cdt, compute_dtype(g.dtype), key=lambda d: d.itemsize))
         n = abs_sq(g) if order == 2 else jnp.abs(g) ** order
         n = n.astype(cdt)
         d = hyperparam(decay, cdt)
@@ -269,24 +278,45 @@ def widest_compute_dtype(tree: Any) -> np.dtype:
     return dtype
 
 
-def global_norm(tree: Any) -> jax.Array:
+def global_norm(tree: Any, *, axis_name: str | tuple[str, ...] | None = None) -> jax.Array:
     """The l2 norm of all leaves of ``tree`` together.
 
     Squares are summed in float32, or the widest leaf dtype if wider, so that
     float16 trees do not overflow and bfloat16 ones do not lose the small leaves.
-    Under sharded ``jit`` the sum is over the whole, global array.
+    Under sharded ``jit`` the sum is over the whole, global arrays: no axis
+    name is needed.
+
+    Args:
+      tree: a pytree of arrays.
+      axis_name: inside ``shard_map`` or ``pmap``, the mapped axis (or tuple of
+        axes) over which the leaves are *split*, each device holding a
+        different piece (model or ZeRO-style parallelism): the squared sums
+        are ``psum``-ed over it, so every device gets the norm of the whole
+        tree. Leave it ``None`` for leaves that every device holds whole
+        (data parallelism after a ``pmean``): summing copies would count each
+        one once per device.
+
+    Returns:
+      A scalar array of float32 (or wider).
 
     Example:
       >>> import jax.numpy as jnp
       >>> import adaptx
       >>> adaptx.global_norm({"a": jnp.array([3.0]), "b": jnp.array([4.0])})
       Array(5., dtype=float32)
+
+      Split over a mapped axis, each device sees its own piece:
+
+      >>> import jax
+      >>> x = jnp.array([[3.0], [4.0]])
+      >>> jax.vmap(lambda v: adaptx.global_norm(v, axis_name="i"), axis_name="i")(x)
+      Array([5., 5.], dtype=float32)
     """
     leaves = jax.tree.leaves(tree)
-    if not leaves:
-        return jnp.zeros((), jnp.float32)
     dtype = widest_compute_dtype(leaves)
-    total = sum(jnp.sum(abs_sq(_widen(x, dtype))) for x in leaves)
+    total = sum((jnp.sum(abs_sq(_widen(x, dtype))) for x in leaves), jnp.zeros((), dtype))
+    if axis_name is not None:
+        total = jax.lax.psum(total, axis_name)
     return jnp.sqrt(total)
 
 

@@ -15,7 +15,9 @@ import jax.numpy as jnp
 from adaptx._adam import (
     ScaleByAdamState,
     check_moment_hyperparams,
+    check_moment_updates,
     divide,
+    divide_or_zero,
     init_adam_state,
     leaf_compute_dtype,
     times,
@@ -182,11 +184,12 @@ def scale_by_radam(
       Learning Rate and Beyond", ICLR 2020, https://arxiv.org/abs/1908.03265
       (Algorithm 2).
     """
-    check_moment_hyperparams(b1, b2, eps, eps_root)
+    check_moment_hyperparams(b1, b2, eps, eps_root, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
     check_range("threshold", threshold, 4.0, None)
 
     def update_fn(updates, state, params=None, **extra_args):
-        del params, extra_args
+        del extra_args
+        check_moment_updates("scale_by_radam", updates, state, mu_dtype, nu_dtype, params)
         count, mu, nu = update_moments(updates, state, b1, b2)
 
         @functools.cache
@@ -212,7 +215,8 @@ def scale_by_radam(
                 m_hat = times(widen(m, cdt), b / c1_next) + times(widen(g, cdt), (1 - b) / c1)
             else:
                 m_hat = divide(widen(m, cdt), c1)
-            rectified = times(divide(m_hat, jnp.sqrt(v.astype(cdt) / c2 + er) + e), r)
+            denom = jnp.sqrt(v.astype(cdt) / c2 + er) + e
+            rectified = times(divide_or_zero(m_hat, denom), r)
             return jnp.where(rectify, rectified, m_hat).astype(g.dtype)
 
         out = jax.tree.map(direction, updates, mu, nu)

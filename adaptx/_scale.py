@@ -7,9 +7,16 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from adaptx._base import EmptyState, GradientTransformation, Params, ScalarOrSchedule, Schedule
+from adaptx._base import (
+    EmptyState,
+    GradientTransformation,
+    ScalarOrSchedule,
+    Schedule,
+    check_empty_state,
+)
 from adaptx._numerics import safe_increment
-from adaptx._validate import check_learning_rate
+from adaptx._signature import check_updates
+from adaptx._validate import check_learning_rate, check_number, check_schedule_start
 
 
 def _mul(x: jax.Array, s: Any) -> jax.Array:
@@ -22,12 +29,16 @@ def scale(step_size: float | jax.Array) -> GradientTransformation:
     """Multiplies every update by ``step_size``.
 
     Args:
-      step_size: a Python number or a scalar array (possibly traced). A Python
-        number is weakly typed and keeps each leaf's dtype; an array is cast to
-        each leaf's dtype.
+      step_size: a finite Python number or a scalar array (possibly traced;
+        a traced value is not checked). A Python number is weakly typed and
+        keeps each leaf's dtype; an array is cast to each leaf's dtype.
 
     Returns:
-      A stateless ``GradientTransformation``.
+      A stateless ``GradientTransformation`` (state ``EmptyState.of(params)``;
+      ``update`` checks the updates' structure, shapes and dtypes).
+
+    Raises:
+      ValueError: for a NaN or infinite ``step_size``, or a non-scalar array.
 
     Example:
       >>> import jax.numpy as jnp
@@ -36,16 +47,14 @@ def scale(step_size: float | jax.Array) -> GradientTransformation:
       >>> tx.update(jnp.array([1.0, 2.0]), tx.init(None))[0]
       Array([-0.1, -0.2], dtype=float32)
     """
-
-    def init_fn(params: Params) -> EmptyState:
-        del params
-        return EmptyState()
+    check_number("step_size", step_size)
 
     def update_fn(updates, state, params=None, **extra_args):
-        del params, extra_args
+        del extra_args
+        check_empty_state("scale", updates, state, params)
         return jax.tree.map(lambda g: _mul(g, step_size), updates), state
 
-    return GradientTransformation(init_fn, update_fn)
+    return GradientTransformation(EmptyState.of, update_fn)
 
 
 class ScaleByScheduleState(NamedTuple):
@@ -58,7 +67,12 @@ def scale_by_schedule(step_size_fn: Schedule) -> GradientTransformation:
     """Multiplies the updates by ``step_size_fn(count)``.
 
     ``count`` is 0 on the first update, 1 on the second, and so on; it
-    saturates at the int32 maximum.
+    saturates at the int32 maximum. The schedule's first value is checked at
+    construction (a finite scalar) when it can be computed eagerly.
+
+    The state keeps only the count, so ``update`` checks the updates' tree
+    against ``params`` when it gets them (an enclosing ``chain`` with a
+    stateful transform checks against the state too).
 
     Args:
       step_size_fn: a schedule, ``count -> scalar``.
@@ -78,13 +92,15 @@ def scale_by_schedule(step_size_fn: Schedule) -> GradientTransformation:
     """
     if not callable(step_size_fn):
         raise TypeError(f"step_size_fn must be callable (count -> value), got {step_size_fn!r}")
+    check_schedule_start("step_size_fn", step_size_fn)
 
-    def init_fn(params: Params) -> ScaleByScheduleState:
+    def init_fn(params: Any) -> ScaleByScheduleState:
         del params
         return ScaleByScheduleState(count=jnp.zeros((), jnp.int32))
 
     def update_fn(updates, state, params=None, **extra_args):
-        del params, extra_args
+        del extra_args
+        check_updates("scale_by_schedule", updates, None, params)
         step = step_size_fn(state.count)
         updates = jax.tree.map(lambda g: jnp.asarray(step).astype(g.dtype) * g, updates)
         return updates, ScaleByScheduleState(count=safe_increment(state.count))
@@ -101,8 +117,10 @@ def scale_by_learning_rate(
     step multiplies by ``-learning_rate``.
 
     Args:
-      learning_rate: a non-negative number, a scalar array, or a schedule
-        ``count -> value`` (count 0 on the first update).
+      learning_rate: a finite non-negative number, a scalar array, or a
+        schedule ``count -> value`` (count 0 on the first update). Checked
+        when concrete; a schedule's first value is checked, not its later
+        ones; a traced value is not checked.
       flip_sign: multiply by ``-learning_rate`` (the default) rather than ``learning_rate``.
 
     Returns:

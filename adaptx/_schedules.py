@@ -15,16 +15,17 @@ import jax
 import jax.numpy as jnp
 
 from adaptx._base import Schedule
-from adaptx._validate import check_nonnegative, check_positive, check_range
+from adaptx._validate import (
+    check_integer,
+    check_nonnegative,
+    check_number,
+    check_positive,
+    check_range,
+)
 
 
 def _f32(count: jax.Array) -> jax.Array:
     return jnp.asarray(count).astype(jnp.float32)
-
-
-def _check_int(name: str, value: int, minimum: int) -> None:
-    if not isinstance(value, (int,)) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def constant_schedule(value: float) -> Schedule:
@@ -35,6 +36,7 @@ def constant_schedule(value: float) -> Schedule:
       >>> float(adaptx.constant_schedule(0.1)(5))
       0.10000000149011612
     """
+    check_number("value", value)
     return lambda count: jnp.full((), value, jnp.float32)
 
 
@@ -74,9 +76,12 @@ def exponential_decay(
       >>> float(adaptx.exponential_decay(1.0, transition_steps=10, decay_rate=0.5)(20))
       0.25
     """
-    _check_int("transition_steps", transition_steps, 1)
-    _check_int("transition_begin", transition_begin, 0)
+    check_number("init_value", init_value)
+    check_integer("transition_steps", transition_steps, 1)
+    check_integer("transition_begin", transition_begin, 0)
     check_positive("decay_rate", decay_rate)
+    if end_value is not None:
+        check_number("end_value", end_value)
 
     def schedule(count):
         c = _f32(count) - transition_begin
@@ -110,8 +115,11 @@ def polynomial_schedule(
       >>> float(adaptx.polynomial_schedule(1.0, 0.0, power=2, transition_steps=4)(2))
       0.25
     """
-    _check_int("transition_steps", transition_steps, 1)
-    _check_int("transition_begin", transition_begin, 0)
+    check_number("init_value", init_value)
+    check_number("end_value", end_value)
+    check_number("power", power)
+    check_integer("transition_steps", transition_steps, 1)
+    check_integer("transition_begin", transition_begin, 0)
 
     def schedule(count):
         s = jnp.clip(_f32(count) - transition_begin, 0, transition_steps)
@@ -148,8 +156,10 @@ def cosine_decay_schedule(
       >>> float(adaptx.cosine_decay_schedule(1.0, decay_steps=10)(5))
       0.5
     """
-    _check_int("decay_steps", decay_steps, 1)
+    check_number("init_value", init_value)
+    check_integer("decay_steps", decay_steps, 1)
     check_range("alpha", alpha, 0.0, 1.0)
+    check_positive("exponent", exponent)
 
     def schedule(count):
         c = jnp.minimum(_f32(count), decay_steps)
@@ -180,6 +190,11 @@ def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> 
             f"join_schedules needs one more schedule than boundaries, got "
             f"{len(schedules)} schedules and {len(boundaries)} boundaries"
         )
+    for i, s in enumerate(schedules):
+        if not callable(s):
+            raise TypeError(f"schedules[{i}] must be callable (count -> value), got {s!r}")
+    for b in boundaries:
+        check_integer("each boundary", b, 0)
     if any(b2 <= b1 for b1, b2 in zip(boundaries, boundaries[1:])):
         raise ValueError(f"boundaries must be strictly increasing, got {boundaries}")
 
@@ -213,7 +228,10 @@ def warmup_cosine_decay_schedule(
       >>> float(s(1)), float(s(2)), float(s(12))
       (0.5, 1.0, 0.0)
     """
-    _check_int("warmup_steps", warmup_steps, 0)
+    check_number("init_value", init_value)
+    check_number("peak_value", peak_value)
+    check_number("end_value", end_value)
+    check_integer("warmup_steps", warmup_steps, 0)
     if not isinstance(decay_steps, int) or decay_steps <= warmup_steps:
         raise ValueError(
             f"decay_steps must be an integer > warmup_steps ({warmup_steps}), got {decay_steps!r}"
@@ -237,6 +255,7 @@ def piecewise_constant_schedule(
       >>> [float(s(c)) for c in range(5)]
       [1.0, 1.0, 0.5, 0.5, 0.25]
     """
+    check_number("init_value", init_value)
     items = sorted((boundaries_and_scales or {}).items())
     for b, s in items:
         if not isinstance(b, int) or b < 0:

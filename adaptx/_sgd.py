@@ -21,19 +21,14 @@ from adaptx._numerics import (
     tree_zeros_like,
 )
 from adaptx._scale import scale_by_learning_rate
-from adaptx._validate import check_decay, check_nonnegative
+from adaptx._signature import check_like
+from adaptx._validate import check_decay, check_dtype, check_momentum
 
 
 def _accumulator_dtype(dtype: Any) -> Any:
     """``None``, or ``dtype`` canonicalised (float64 becomes float32 without x64)."""
-    if dtype is None:
-        return None
-    dtype = jnp.dtype(dtype)
-    if not jnp.issubdtype(dtype, jnp.inexact):
-        raise ValueError(
-            f"accumulator_dtype must be a floating or complex dtype (or None), got {dtype}"
-        )
-    return jax.dtypes.canonicalize_dtype(dtype)
+    check_dtype("accumulator_dtype", dtype)
+    return None if dtype is None else jax.dtypes.canonicalize_dtype(dtype)
 
 
 def _zeros_accumulator(params: Params, dtype: Any) -> Updates:
@@ -93,7 +88,11 @@ def trace(
 
     Arithmetic is done in float32, or wider for float64 leaves; complex
     updates keep a complex buffer (``mu`` is real). ``decay`` is validated
-    when concrete (``decay >= 0``); a traced ``decay`` is not checked.
+    when concrete (``0 <= decay <= 1``: above 1 the buffer grows
+    exponentially; torch and optax accept it); a traced ``decay`` is not
+    checked. ``update`` checks the updates against the buffer's structure and
+    shapes and, without ``accumulator_dtype``, its dtype (see
+    ``TreeSignature``).
 
     Reproducing the peers (``lr`` a number or schedule, ``mu > 0``):
 
@@ -122,7 +121,7 @@ def trace(
     same value at ``count = t - 1`` on step ``t``.
 
     Args:
-      decay: the momentum ``mu >= 0`` (a number or a scalar array).
+      decay: the momentum ``mu`` in [0, 1] (a number or a scalar array).
       nesterov: output ``g_t + mu * b_t`` instead of ``b_t``.
       accumulator_dtype: dtype of the buffer; ``None`` keeps each parameter's dtype.
 
@@ -151,7 +150,7 @@ def trace(
       Bengio, Boulanger-Lewandowski, Pascanu, "Advances in optimizing recurrent
       networks", ICASSP 2013, https://arxiv.org/abs/1212.0901
     """
-    check_nonnegative("decay", decay)
+    check_momentum("decay", decay)
     accumulator_dtype = _accumulator_dtype(accumulator_dtype)
 
     def init_fn(params: Params) -> TraceState:
@@ -171,8 +170,11 @@ def trace(
         out = g.astype(b.dtype) + mu_for(b) * b if nesterov else b
         return out.astype(g.dtype)
 
+    mode = "exact" if accumulator_dtype is None else "kind"
+
     def update_fn(updates, state, params=None, **extra_args):
-        del params, extra_args
+        del extra_args
+        check_like("trace", updates, state.trace, mode, params)
         wide = jax.tree.map(new_buffer, updates, state.trace)
         out = jax.tree.map(output, updates, wide)
         new = jax.tree.map(lambda w, b: w.astype(b.dtype), wide, state.trace)
@@ -251,8 +253,11 @@ def ema(
             count=jnp.zeros((), jnp.int32), ema=_zeros_accumulator(params, accumulator_dtype)
         )
 
+    mode = "exact" if accumulator_dtype is None else "kind"
+
     def update_fn(updates, state, params=None, **extra_args):
-        del params, extra_args
+        del extra_args
+        check_like("ema", updates, state.ema, mode, params)
         new_ema = tree_update_moment(updates, state.ema, decay, 1)
         count = safe_increment(state.count)
         out = bias_correction(new_ema, decay, count) if debias else new_ema
@@ -282,13 +287,13 @@ def sgd(
     Same numbers as ``optax.sgd`` and ``torch.optim.SGD`` (``dampening=0``)
     with the same arguments; see ``trace`` for the table. Unlike optax,
     ``nesterov=True`` without a momentum (``None`` or ``0``) raises
-    ``ValueError``, as torch does; ``momentum`` must be ``>= 0`` and the
+    ``ValueError``, as torch does; ``momentum`` must be in [0, 1] and the
     learning rate non-negative (checked when concrete; traced values and
     schedules after their first value are not).
 
     Args:
       learning_rate: a number, scalar array, or schedule ``count -> value``.
-      momentum: ``None`` for plain SGD, or the momentum ``mu >= 0``.
+      momentum: ``None`` for plain SGD, or the momentum ``mu`` in [0, 1].
       nesterov: use Nesterov momentum (needs ``momentum``).
       accumulator_dtype: dtype of the momentum buffer; ``None`` keeps the parameters'.
 
@@ -318,7 +323,7 @@ def sgd(
       https://proceedings.mlr.press/v28/sutskever13.html
     """
     if momentum is not None:
-        check_nonnegative("momentum", momentum)
+        check_momentum("momentum", momentum)
     check_nesterov(momentum, nesterov)
     return fuse(  # one native pass on CPU, same numbers (adaptx._fuse)
         chain(

@@ -8,7 +8,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from adaptx._base import EmptyState, GradientTransformation, Params
+from adaptx._base import EmptyState, GradientTransformation, Params, check_empty_state
 from adaptx._numerics import _wide, compute_dtype, hyperparam
 from adaptx._validate import check_nonnegative
 
@@ -80,14 +80,11 @@ def add_decayed_weights(
         wd = hyperparam(weight_decay, compute_dtype(u.dtype)).astype(wide)
         return (u.astype(wide) + wd * jnp.asarray(p).astype(wide)).astype(u.dtype)
 
-    def init_fn(params: Params) -> EmptyState:
-        del params
-        return EmptyState()
-
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
         if params is None:
             raise ValueError(_NEEDS_PARAMS)
+        check_empty_state("add_decayed_weights", updates, state, params)
         if mask is None:
             return jax.tree.map(decay, updates, params), state
         keep = mask(params) if callable(mask) else mask
@@ -97,4 +94,4 @@ def add_decayed_weights(
 
         return jax.tree.map(maybe, keep, updates, params), state
 
-    return GradientTransformation(init_fn, update_fn)
+    return GradientTransformation(EmptyState.of, update_fn)

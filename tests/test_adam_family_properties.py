@@ -299,7 +299,7 @@ def test_complex_with_zero_imaginary_part_equals_real(name):
         (lambda: adaptx.scale_by_adamax(b2=1.5), "b2"),
         (lambda: adaptx.scale_by_amsgrad(variant="torch"), "variant must be one of"),
         (lambda: adaptx.scale_by_nadam(momentum_decay=-1.0), "momentum_decay"),
-        (lambda: adaptx.scale_by_radam(threshold=3.0), r"threshold must be in \[4.0, inf\]"),
+        (lambda: adaptx.scale_by_radam(threshold=3.0), r"threshold must be in \[4.0, inf\)"),
         (lambda: adaptx.adamw(weight_decay=-1e-4), "weight_decay"),
         (lambda: adaptx.adam(nesterov=True, b1_decay=0.9), "nesterov"),
     ],

@@ -113,7 +113,7 @@ def test_set_hyperparams_validates_and_reports():
         adaptx.set_hyperparams(state, learning_rate=-1.0)
     with pytest.raises(KeyError, match="no run-time hyper-parameter named \\['b1'\\]"):
         adaptx.set_hyperparams(state, b1=0.9)
-    with pytest.raises(ValueError, match="learning_rate must have shape"):
+    with pytest.raises(ValueError, match="learning_rate must be a scalar"):
         adaptx.set_hyperparams(state, learning_rate=jnp.ones(2))
     assert float(state.hyperparams["learning_rate"]) == np.float32(0.1)  # not modified
 

@@ -122,7 +122,7 @@ def test_chain_rejects_non_transforms_and_foreign_states():
 
 
 def test_learning_rate_validation():
-    with pytest.raises(ValueError, match=r"learning_rate must be in \[0.0, inf\], got -1"):
+    with pytest.raises(ValueError, match=r"learning_rate must be in \[0.0, inf\), got -1"):
         adaptx.scale_by_learning_rate(-1)
     with pytest.raises(ValueError, match="learning_rate"):
         adaptx.scale_by_learning_rate(float("nan"))

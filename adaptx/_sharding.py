@@ -1,0 +1,39 @@
+"""Placement: arrays made from nothing take the sharding of the array they mirror.
+
+Optimizer state and some updates are fresh constants (zeros, a fill value)
+with a parameter's shape. Inside ``jit`` with automatic sharding (a
+``jax.sharding.Mesh`` whose axes are ``AxisType.Auto``, the default of
+``Mesh(...)``), a traced parameter carries no sharding, and a constant has no
+data dependence on it, so the compiler would replicate it on every device, or
+leave it on one. Under explicit sharding, and outside ``jit``, ``jnp.full_like``
+already keeps the sharding. The helpers here cover both: the first is what
+makes an optimizer state sharded like the model (ZeRO style) whichever way the
+user shards.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.experimental.shard_alike import shard_alike
+
+
+def full_like(x: Any, fill_value: Any, dtype: Any = None) -> jax.Array:
+    """``jnp.full_like(x, fill_value, dtype)``, placed and sharded like ``x``.
+
+    ``x`` may be an array, a tracer or a ``jax.ShapeDtypeStruct`` (whose
+    sharding, if any, is used). ``dtype=None`` keeps ``x``'s dtype.
+    """
+    z = jnp.full_like(x, fill_value, dtype=dtype or jnp.result_type(x))
+    # ``shard_alike`` ties the two shardings together for the compiler's
+    # sharding propagation; it generates no code and is a no-op on one device.
+    if isinstance(x, jax.core.Tracer) and jnp.ndim(x) > 0:
+        _, z = shard_alike(x, z)
+    return z
+
+
+def zeros_like(x: Any, dtype: Any = None) -> jax.Array:
+    """``jnp.zeros_like(x, dtype)``, placed and sharded like ``x`` (see ``full_like``)."""
+    return full_like(x, 0, dtype)
