@@ -20,6 +20,7 @@ setup(
                 "-O3",
                 "-ffp-contract=off",
                 "-fno-math-errno",
+                "-fno-trapping-math",
                 "-fvisibility=hidden",
             ],
             libraries=["m"],

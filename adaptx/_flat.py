@@ -15,13 +15,15 @@ and the conversions to and from the per-leaf layout:
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from adaptx._base import OptState, Params
+from adaptx._base import EmptyState, OptState, Params
+from adaptx._signature import TreeSignature
 
 _F32 = jnp.dtype(jnp.float32)
 
@@ -74,6 +76,11 @@ class Layout:
     def __hash__(self) -> int:
         return self._hash
 
+    def __repr__(self) -> str:
+        # Short and deterministic: it appears in the state's tree structure (checkpoints).
+        digest = hashlib.sha1(repr((str(self.treedef), self.shapes)).encode()).hexdigest()[:12]
+        return f"Layout({len(self.shapes)} leaves, {digest})"
+
     def __eq__(self, other: object) -> bool:
         return self is other or (
             isinstance(other, Layout)
@@ -86,6 +93,21 @@ class Layout:
     def of(cls, tree: Any) -> Layout:
         leaves, treedef = jax.tree.flatten(tree)
         return cls(treedef, tuple(tuple(jnp.shape(x)) for x in leaves))
+
+    def like(self) -> Any:
+        """The params as ``jax.ShapeDtypeStruct``s (float32)."""
+        return jax.tree.unflatten(
+            self.treedef, [jax.ShapeDtypeStruct(s, jnp.float32) for s in self.shapes]
+        )
+
+    def signature(self) -> TreeSignature:
+        """The params' ``TreeSignature``: what a fused update checks the updates against."""
+        return TreeSignature.of(self.like())
+
+    def flat_signature(self) -> TreeSignature:
+        """The signature of the flat vector the chain's stateless stages were built for."""
+        total = sum(int(np.prod(s)) for s in self.shapes)
+        return TreeSignature.of(jax.ShapeDtypeStruct((total,), jnp.float32))
 
 
 class FlatBuffer:
@@ -199,6 +221,25 @@ def split_flat(flat: jax.Array, shapes: Any) -> list:
     return out
 
 
+def resign(state: Any, old: TreeSignature, new: Any) -> Any:
+    """``state`` with every ``EmptyState`` that records ``old`` recording ``new``'s signature."""
+
+    def f(x: Any) -> Any:
+        if isinstance(x, EmptyState) and x.signature == old:
+            return EmptyState.of(new)
+        return x
+
+    return jax.tree.map(f, state, is_leaf=lambda x: isinstance(x, EmptyState))
+
+
+def find_layout(state: Any) -> Layout | None:
+    """The layout of the first ``FlatBuffer`` in ``state`` (``None`` if there is none)."""
+    for x in jax.tree.leaves(state, is_leaf=is_buffer):
+        if is_buffer(x):
+            return x.layout
+    return None
+
+
 def fused_state_to_tree(state: OptState) -> OptState:
     """The per-leaf chain's state equivalent to a fused one (other states unchanged).
 
@@ -231,7 +272,11 @@ def fused_state_to_tree(state: OptState) -> OptState:
         if is_buffer(x):
             return x.tree()
         if isinstance(x, FusedState):
-            return tuple(jax.tree.map(convert, tuple(x), is_leaf=_is_fused_or_buffer))
+            layout = find_layout(x)
+            inner = tuple(jax.tree.map(convert, tuple(x), is_leaf=_is_fused_or_buffer))
+            if layout is None:
+                return inner
+            return resign(inner, layout.flat_signature(), layout.like())
         return x
 
     return jax.tree.map(convert, state, is_leaf=_is_fused_or_buffer)
@@ -279,6 +324,6 @@ def tree_to_fused_state(state: OptState, params: Params) -> FusedState:
             return FlatBuffer(flat, layout)
         return x
 
-    return FusedState(
-        wrap_buffers(jax.tree.map(join, tuple(state), is_leaf=params_like), layout, total)
-    )
+    joined = jax.tree.map(join, tuple(state), is_leaf=params_like)
+    flat = resign(joined, layout.signature(), jax.ShapeDtypeStruct((total,), jnp.float32))
+    return FusedState(wrap_buffers(flat, layout, total))

@@ -56,6 +56,7 @@ from adaptx._flat import (
     FusedState,
     Layout,
     concat_leaves,
+    find_layout,
     is_buffer,
     split_flat,
     unwrap_buffers,
@@ -63,6 +64,7 @@ from adaptx._flat import (
 )
 from adaptx._numerics import hyperparam, one_minus_pow, safe_increment
 from adaptx._scale import scale_by_learning_rate
+from adaptx._signature import check_updates
 
 _F32 = jnp.dtype(jnp.float32)
 
@@ -75,9 +77,14 @@ def _lr_scalar(lr_tx: GradientTransformation, lr_state: OptState) -> tuple[jax.A
 
     Probed by running the stage on a one-element vector of ones: the result is
     exactly the multiplier the stage applies to every update (``s * 1 == s``),
-    for a number, an array or a schedule alike.
+    for a number, an array or a schedule alike. The stage runs on its state's
+    leaves (a schedule's count) in a state built for that one-element vector,
+    so its tree checks pass.
     """
-    out, new_state = lr_tx.update(jnp.ones((1,), _F32), lr_state)
+    ones = jnp.ones((1,), _F32)
+    probe = jax.tree.structure(lr_tx.init(ones))
+    out, new = lr_tx.update(ones, jax.tree.unflatten(probe, jax.tree.leaves(lr_state)))
+    new_state = jax.tree.unflatten(jax.tree.structure(lr_state), jax.tree.leaves(new))
     return jnp.reshape(out, ()).astype(_F32), new_state
 
 
@@ -96,6 +103,8 @@ class _AdamKernel:
     eps_root: Any
     lr_tx: GradientTransformation
     weight_decay: Any = None
+
+    name = "scale_by_adam"  # the stage whose tree checks it makes
 
     @property
     def needs_params(self) -> bool:
@@ -154,6 +163,7 @@ class _MomentumKernel:
     lr_tx: GradientTransformation
 
     needs_params = False
+    name = "trace"  # the stage whose tree checks it makes
 
     def step(self, state: tuple, grads: list, params: list | None, exact: bool, gscale):
         trace_state, lr_state = state
@@ -235,18 +245,30 @@ def momentum_kernel(
 _UNFUSED_ATTR = "_adaptx_unfused"
 
 
+def _on_one_cpu_device(x: Any) -> bool:
+    """Whether ``x`` lives on a single CPU device, as far as can be told.
+
+    A concrete array or a ``ShapeDtypeStruct`` with a sharding says where it
+    is. A traced value (``init`` under ``jit`` or ``eval_shape``) does not:
+    it counts as on one CPU device only when the process has exactly one
+    device, a CPU, and no mesh is in context, since with several devices the
+    params may be sharded in ways the trace cannot see.
+    """
+    sharding = None if isinstance(x, jax.core.Tracer) else getattr(x, "sharding", None)
+    if sharding is not None:
+        devices = sharding.device_set
+        return len(devices) == 1 and next(iter(devices)).platform == "cpu"
+    if jax.default_backend() != "cpu" or jax.device_count() != 1:
+        return False
+    return jax.sharding.get_abstract_mesh().empty
+
+
 def _uses_native(leaves: list) -> bool:
     """Whether these parameter leaves take the fused path (decided by ``init``)."""
     if not leaves:
         return False
     for x in leaves:
-        if jnp.result_type(x) != _F32:
-            return False
-        if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer):
-            devices = x.sharding.device_set
-            if len(devices) != 1 or next(iter(devices)).platform != "cpu":
-                return False
-        elif jax.default_backend() != "cpu":
+        if jnp.result_type(x) != _F32 or not _on_one_cpu_device(x):
             return False
     return _native.available()
 
@@ -287,6 +309,9 @@ def fuse(inner: GradientTransformation, kernel: Any) -> GradientTransformation:
     def update_fn(updates, state, params=None, **extra_args):
         if not isinstance(state, FusedState):
             return call_update(inner, updates, state, params, extra_args, takes_extra=True)
+        layout0 = find_layout(state)
+        if layout0 is not None:  # as the per-leaf chain checks them (TreeMismatchError)
+            check_updates(kernel.name, updates, layout0.signature(), params)
         leaves, treedef = jax.tree.flatten(updates)
         _check_layout(leaves, state)
         layout = Layout(treedef, tuple(tuple(jnp.shape(x)) for x in leaves))

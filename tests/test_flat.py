@@ -302,8 +302,11 @@ def test_state_round_trip_and_checkpoint_portability():
 def test_state_for_other_params_is_an_error():
     tx = adaptx.adam(1e-3)
     state = tx.init({"w": jnp.ones(3)})
-    with pytest.raises(ValueError, match="3 entries in all, but got updates with 5"):
+    # The same check, and error, as the per-leaf chain's.
+    with pytest.raises(adaptx.TreeMismatchError, match=r"scale_by_adam: updates leaf \['w'\]"):
         tx.update({"w": jnp.ones(5)}, state)
+    with pytest.raises(adaptx.TreeMismatchError, match="scale_by_adam"):
+        tx.update({"v": jnp.ones(3)}, state)
 
 
 # --- apply_updates recognises fused updates, and only those ------------------------------------

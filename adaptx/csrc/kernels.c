@@ -67,9 +67,16 @@ static void adam_moments(float* restrict m, float* restrict v, const float* rest
 /* The Adam direction, then * lr (update) or p + direction * lr (apply, in place).
    s: 4 1/(1-b1^t), 5 1/(1-b2^t), 6 eps, 7 eps_root, 8 lr (signed), 9 weight_decay,
    10 a factor the gradients are multiplied by first (clip_by_global_norm's, else 1).
-   XLA divides by a scalar as a multiplication by its reciprocal, jitted or not. */
-#define ADAM_DIRECTION_JIT(j) ((m[j] * s[4]) / (sqrtf(fmaf(v[j], s[5], s[7])) + s[6]))
-#define ADAM_DIRECTION_EAGER(j) ((m[j] * s[4]) / (sqrtf(v[j] * s[5] + s[7]) + s[6]))
+   XLA divides by a scalar as a multiplication by its reciprocal, jitted or not.
+   A zero (or NaN) denominator gives a zero direction, as divide_or_zero in _adam.py:
+   the quotient is computed with a safe denominator, then selected (a blend once
+   vectorised; -fno-trapping-math lets the compiler compute both sides). */
+static inline float divide_or_zero(float x, float d) {
+  const float q = x / (d > 0.0f ? d : 1.0f);
+  return d > 0.0f ? q : 0.0f;
+}
+#define ADAM_DIRECTION_JIT(j) divide_or_zero(m[j] * s[4], sqrtf(fmaf(v[j], s[5], s[7])) + s[6])
+#define ADAM_DIRECTION_EAGER(j) divide_or_zero(m[j] * s[4], sqrtf(v[j] * s[5] + s[7]) + s[6])
 
 ADAPTX_CLONES
 static void adam_update(float* restrict out, const float* restrict m, const float* restrict v,
