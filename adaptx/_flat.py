@@ -327,3 +327,32 @@ def tree_to_fused_state(state: OptState, params: Params) -> FusedState:
     joined = jax.tree.map(join, tuple(state), is_leaf=params_like)
     flat = resign(joined, layout.signature(), jax.ShapeDtypeStruct((total,), jnp.float32))
     return FusedState(wrap_buffers(flat, layout, total))
+
+
+def init_like(tx: Any, params: Params, state: OptState) -> OptState:
+    """``tx.init(params)`` in the layout of ``state``, an earlier state of the same ``tx``.
+
+    For transforms that re-initialise an inner optimizer inside ``update``
+    (``apply_if_finite``'s reset, ``lookahead``'s ``reset_state``) and then
+    select between the fresh and the current state. A fused optimizer decides
+    its layout at ``init`` from where the params live; an ``init`` traced under
+    ``jit`` in a process with several devices cannot see that and gives the
+    per-leaf layout, while the state being replaced may be fused (made by an
+    eager ``init``), or the other way round. The values are the same either
+    way; only the layout is converted.
+    """
+    fresh = tx.init(params)
+    if jax.tree.structure(fresh) == jax.tree.structure(state):
+        return fresh
+    is_fused = lambda x: isinstance(x, FusedState)
+    if not any(is_fused(x) for x in jax.tree.leaves(state, is_leaf=is_fused)):
+        return fused_state_to_tree(fresh)
+
+    def convert(old: Any, new: Any) -> Any:
+        if is_fused(old) and not is_fused(new):
+            layout = find_layout(old)
+            if layout is not None:
+                return tree_to_fused_state(new, layout.like())
+        return new
+
+    return jax.tree.map(convert, state, fresh, is_leaf=is_fused)

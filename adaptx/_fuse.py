@@ -20,21 +20,26 @@ by default) so that, on CPU:
   read unclipped and scaled on the fly.
 
 **Numbers.** Those of the per-leaf chain (``unfused(tx)``), operation by
-operation: SGD with momentum and every moment are bit-identical; Adam's and
-AdamW's updates agree to within a few units in the last place, because XLA
-itself rewrites the per-leaf Adam arithmetic differently depending on the
-rest of the graph (``tests/test_flat.py`` proves both and shows the latter).
+operation, with XLA's own rewrites of the per-leaf arithmetic under ``jit``
+(a product of reciprocals for a quotient, ``p + lr * d`` contracted into one
+fma) reproduced in the kernels: SGD with momentum and every moment are
+bit-identical in a plain step; Adam's and AdamW's updates agree to within a
+few units in the last place, because XLA rewrites the per-leaf Adam
+differently depending on the rest of the graph, and so do the params of any
+optimizer when ``apply_updates`` runs somewhere XLA does not contract (inside
+a ``lax.cond`` branch, say). ``tests/test_flat.py`` proves each case.
 
 **When it applies.** ``init`` decides, from the params: all float32, on one
 CPU device, the kernels available (built at install time, or on first use
 with the system C compiler), and settings the kernels cover (see
 ``adam_kernel`` and ``momentum_kernel``). Otherwise, and with
 ``unfused(tx)`` or ``ADAPTX_NATIVE=0``, the state and every step are the
-per-leaf chain's. In particular params sharded over several devices (or on
-a GPU) get the per-leaf path, decided at ``init`` from their shardings; an
-``init`` traced under ``jit`` sees no sharding and decides from the default
-backend, so call ``init`` on the placed params, or use ``unfused``. A
-``FusedState`` updated where the kernels cannot run (restored on a GPU
+per-leaf chain's. Params sharded over several devices (or on a GPU) get the
+per-leaf path, decided at ``init`` from their shardings. An ``init`` traced
+under ``jit`` or ``eval_shape`` cannot see where the params will live: it
+fuses only in a process with a single device, a CPU, and no mesh in
+context. To write partition specs for the per-leaf state, use ``unfused``.
+A ``FusedState`` updated where the kernels cannot run (restored on a GPU
 machine, say) goes through the same chain in pure JAX over the flat vector.
 
 **Not supported on the fused path:** differentiating through ``update``

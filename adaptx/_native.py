@@ -366,6 +366,23 @@ def remember_scaled(inputs: Any, outputs: Any, factor: jax.Array) -> None:
         remember(out_leaves, ScaledLeaves(tuple(in_leaves), factor, len(out_leaves)))
 
 
+def _traced_here(leaves: Sequence[Any]) -> bool:
+    """Whether every leaf is a tracer of the innermost trace being built now.
+
+    The single-pass step points the state ``update`` returned at new buffers;
+    that is only sound where those buffers belong to the same trace as the
+    state, e.g. not when ``apply_updates`` runs inside a ``lax.cond`` branch
+    on updates closed over from outside (the buffers would escape the branch).
+    """
+    try:
+        from jax._src import core
+
+        current = core.trace_ctx.trace
+        return all(getattr(x, "_trace", None) is current for x in leaves)
+    except Exception:  # a JAX without this internal: never take the single pass
+        return False
+
+
 def fused_apply(params: Any, updates: Any) -> Any | None:
     """``params + updates`` as one kernel pass, if ``updates`` came from a fused update.
 
@@ -386,7 +403,7 @@ def fused_apply(params: Any, updates: Any) -> Any | None:
             return None
     if record.params is not None and any(a is not b for a, b in zip(p_leaves, record.params)):
         return None
-    if record.step is not None and record.buffers:
+    if record.step is not None and record.buffers and _traced_here(u_leaves + p_leaves):
         # The state the update returned gets the single pass's buffers (the same
         # values); the update's own moment pass and updates are then dead code.
         flats, new_params = record.step(p_leaves)

@@ -469,3 +469,91 @@ def test_single_pass_step_when_the_state_is_also_used_elsewhere(name):
         jax.tree.map(np.asarray, adaptx.fused_state_to_tree(s)),
         jax.tree.map(np.asarray, ref_s),
     )
+
+
+@pytest.mark.parametrize("name", ["adam", "sgd[momentum]"])
+def test_apply_updates_inside_a_cond_branch(name):
+    # A step skipped on non-finite gradients: apply_updates runs inside a
+    # lax.cond branch on updates made outside it. The single pass would point
+    # the outer state at buffers of the branch's trace; it must not be taken.
+    make, exact = OPTIMIZERS[name]
+    params = _params(SMALL)
+
+    def run(tx):
+        @jax.jit
+        def step(p, s, g):
+            u, s = tx.update(g, s, p)
+            ok = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(g)]))
+            return jax.lax.cond(ok, lambda: adaptx.apply_updates(p, u), lambda: p), s
+
+        p, s = params, tx.init(params)
+        for k in range(3):
+            p, s = step(p, s, _grads(params, k))
+        return p, adaptx.fused_state_to_tree(s)
+
+    (p, s), (ref_p, ref_s) = run(make()), run(adaptx.unfused(make()))
+    assert isinstance(make().init(params), adaptx.FusedState)
+    # Within a few ulp, not bit-identical even for SGD: across the branch XLA
+    # does not contract the per-leaf ``p + lr * b`` into one fma, the kernel does.
+    _check(p, ref_p, False, steps=3, what="params", updates=jax.tree.map(jnp.ones_like, p))
+    _check(s, ref_s, exact, steps=3, what="state")
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_zero_denominator_gives_a_zero_step(jit):
+    # eps = 0 and coordinates whose gradients have all been 0: the per-leaf
+    # Adam steps by 0 there (divide_or_zero), and so must the kernel, not 0/0.
+    params = {"w": jnp.ones(4), "b": jnp.ones(3)}
+    grads = {"w": jnp.asarray([0.0, 1.0, 0.0, -2.0]), "b": jnp.zeros(3)}
+    makers = {
+        "adam": lambda: adaptx.adam(0.1, eps=0.0),
+        "adamw": lambda: adaptx.adamw(0.1, eps=0.0),
+    }
+    for name, make in makers.items():
+        out = []
+        for tx in (make(), adaptx.unfused(make())):
+            update = jax.jit(tx.update) if jit else tx.update
+            state = tx.init(params)
+            for _ in range(2):
+                u, state = update(grads, state, params)
+            out.append(u)
+        fused, ref = out
+        assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(fused))
+        _check(fused, ref, "decay", what="updates")
+        if name == "adam":
+            np.testing.assert_array_equal(fused["b"], np.zeros(3, np.float32))
+            np.testing.assert_array_equal(fused["w"][np.asarray([0, 2])], np.zeros(2, np.float32))
+
+
+@pytest.mark.parametrize("wrap", ["apply_if_finite", "lookahead"])
+def test_reinitialising_wrappers_keep_the_fused_layout(wrap):
+    # Both re-initialise the inner optimizer inside a jitted update. In this
+    # process (several devices) a traced init gives the per-leaf layout; the
+    # state, initialised eagerly, is fused: the fresh state is converted.
+    params = _params(SMALL)
+
+    def make(inner):
+        if wrap == "apply_if_finite":
+            return adaptx.apply_if_finite(inner, max_consecutive_errors=0, on_limit="reset")
+        return adaptx.lookahead(inner, sync_period=2, slow_step_size=0.5, reset_state=True)
+
+    def run(tx):
+        p, s = params, tx.init(params)
+        for k in range(4):
+            g = _grads(params, k)
+            if k == 1:
+                g = jax.tree.map(lambda x: x * jnp.nan, g)
+            u, s = jax.jit(tx.update)(g, s, p)
+            p = adaptx.apply_updates(p, u)
+        return p, s
+
+    (p, s), (ref_p, ref_s) = (
+        run(make(adaptx.adam(1e-2))),
+        run(make(adaptx.unfused(adaptx.adam(1e-2)))),
+    )
+    assert any(
+        isinstance(x, adaptx.FusedState)
+        for x in jax.tree.leaves(s, is_leaf=lambda x: isinstance(x, adaptx.FusedState))
+    )
+    _check(p, ref_p, False, steps=4, what="params", updates=jax.tree.map(jnp.ones_like, p))
+    _check(adaptx.fused_state_to_tree(s), ref_s, False, steps=4, what="state")
