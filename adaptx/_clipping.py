@@ -14,6 +14,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from adaptx import _native
 from adaptx._base import GradientTransformation, stateless
 from adaptx._numerics import _widen, abs_sq, compute_dtype, hyperparam, widest_compute_dtype
 from adaptx._validate import check_nonnegative, check_positive
@@ -114,7 +115,9 @@ def clip_by_global_norm(
         norm = jnp.sqrt(sq)
         m = hyperparam(max_norm, norm.dtype)
         factor = m / jnp.maximum(norm, m)
-        return jax.tree.map(lambda u: _scaled(u, factor), updates)
+        out = jax.tree.map(lambda u: _scaled(u, factor), updates)
+        _native.remember_scaled(updates, out, factor)  # lets a fused optimizer skip the copy
+        return out
 
     return stateless(f, name="clip_by_global_norm")
 
