@@ -6,6 +6,12 @@ adaptx and optax transforms chain together in either direction.
 
 from adaptx._accumulation import MultiSteps as MultiSteps
 from adaptx._accumulation import MultiStepsState as MultiStepsState
+from adaptx._adadelta import ScaleByAdaDeltaState as ScaleByAdaDeltaState
+from adaptx._adadelta import adadelta as adadelta
+from adaptx._adadelta import scale_by_adadelta as scale_by_adadelta
+from adaptx._adagrad import ScaleByRssState as ScaleByRssState
+from adaptx._adagrad import adagrad as adagrad
+from adaptx._adagrad import scale_by_rss as scale_by_rss
 from adaptx._adam import ScaleByAdamState as ScaleByAdamState
 from adaptx._adam import scale_by_adam as scale_by_adam
 from adaptx._adam import scale_by_adamax as scale_by_adamax
@@ -19,17 +25,6 @@ from adaptx._adam_variants import ScaleByAmsgradState as ScaleByAmsgradState
 from adaptx._adam_variants import ScaleByNadamState as ScaleByNadamState
 from adaptx._adam_variants import scale_by_amsgrad as scale_by_amsgrad
 from adaptx._adam_variants import scale_by_nadam as scale_by_nadam
-from adaptx._adaptive import ScaleByAdaDeltaState as ScaleByAdaDeltaState
-from adaptx._adaptive import ScaleByRmsState as ScaleByRmsState
-from adaptx._adaptive import ScaleByRssState as ScaleByRssState
-from adaptx._adaptive import ScaleByStddevState as ScaleByStddevState
-from adaptx._adaptive import adadelta as adadelta
-from adaptx._adaptive import adagrad as adagrad
-from adaptx._adaptive import rmsprop as rmsprop
-from adaptx._adaptive import scale_by_adadelta as scale_by_adadelta
-from adaptx._adaptive import scale_by_rms as scale_by_rms
-from adaptx._adaptive import scale_by_rss as scale_by_rss
-from adaptx._adaptive import scale_by_stddev as scale_by_stddev
 from adaptx._base import EmptyState as EmptyState
 from adaptx._base import GradientTransformation as GradientTransformation
 from adaptx._base import OptState as OptState
@@ -79,6 +74,11 @@ from adaptx._numerics import tree_update_moment_per_elem_norm as tree_update_mom
 from adaptx._numerics import tree_zeros_like as tree_zeros_like
 from adaptx._radam import radam_rho as radam_rho
 from adaptx._radam import scale_by_radam as scale_by_radam
+from adaptx._rmsprop import ScaleByRmsState as ScaleByRmsState
+from adaptx._rmsprop import ScaleByStddevState as ScaleByStddevState
+from adaptx._rmsprop import rmsprop as rmsprop
+from adaptx._rmsprop import scale_by_rms as scale_by_rms
+from adaptx._rmsprop import scale_by_stddev as scale_by_stddev
 from adaptx._scale import ScaleByScheduleState as ScaleByScheduleState
 from adaptx._scale import scale as scale
 from adaptx._scale import scale_by_learning_rate as scale_by_learning_rate

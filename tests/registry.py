@@ -90,7 +90,7 @@ REGISTRY: list[Entry] = [
         complex_ok=True,
     ),
     # --- seed optimizers ------------------------------------------------------
-    # SGD family (adaptx/_sgd.py, adaptx/_adaptive.py) ...........................
+    # SGD family (adaptx/_sgd.py, _adagrad.py, _rmsprop.py, _adadelta.py) ........
     Entry("sgd", lambda lr: adaptx.sgd(lr), complex_ok=True),
     Entry("sgd[momentum]", lambda lr: adaptx.sgd(lr, 0.9), complex_ok=True),
     Entry("sgd[nesterov]", lambda lr: adaptx.sgd(lr, 0.9, nesterov=True), complex_ok=True),
