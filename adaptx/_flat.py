@@ -67,11 +67,12 @@ jax.tree_util.register_pytree_with_keys(
 class Layout:
     """The params' tree structure and leaf shapes; hashed once (it is pytree aux data)."""
 
-    __slots__ = ("_hash", "shapes", "treedef")
+    __slots__ = ("_hash", "_signature", "shapes", "treedef")
 
     def __init__(self, treedef: Any, shapes: tuple) -> None:
         self.treedef, self.shapes = treedef, shapes
         self._hash = hash((treedef, shapes))
+        self._signature: TreeSignature | None = None
 
     def __hash__(self) -> int:
         return self._hash
@@ -101,8 +102,13 @@ class Layout:
         )
 
     def signature(self) -> TreeSignature:
-        """The params' ``TreeSignature``: what a fused update checks the updates against."""
-        return TreeSignature.of(self.like())
+        """The params' ``TreeSignature``: what a fused update checks the updates against.
+
+        Built once per layout (every ``update`` checks against it).
+        """
+        if self._signature is None:
+            self._signature = TreeSignature.of(self.like())
+        return self._signature
 
     def flat_signature(self) -> TreeSignature:
         """The signature of the flat vector the chain's stateless stages were built for."""

@@ -314,12 +314,15 @@ def fuse(inner: GradientTransformation, kernel: Any) -> GradientTransformation:
     def update_fn(updates, state, params=None, **extra_args):
         if not isinstance(state, FusedState):
             return call_update(inner, updates, state, params, extra_args, takes_extra=True)
-        layout0 = find_layout(state)
-        if layout0 is not None:  # as the per-leaf chain checks them (TreeMismatchError)
-            check_updates(kernel.name, updates, layout0.signature(), params)
+        layout = find_layout(state)
+        if layout is None:
+            raise ValueError(
+                "this FusedState holds no flat buffers; make it with the optimizer's init"
+            )
+        # The per-leaf chain's tree check (TreeMismatchError). Once it passes, the
+        # updates are float32 leaves of exactly the shapes the flat buffers hold.
+        check_updates(kernel.name, updates, layout.signature(), params)
         leaves, treedef = jax.tree.flatten(updates)
-        _check_layout(leaves, state)
-        layout = Layout(treedef, tuple(tuple(jnp.shape(x)) for x in leaves))
         total = sum(int(jnp.size(x)) for x in leaves)
         flat_state = unwrap_buffers(tuple(state))
         p_leaves = None
@@ -381,22 +384,6 @@ def _unscaled(leaves: list) -> tuple[list, jax.Array]:
     ):
         return list(record.inputs), jnp.asarray(record.factor).astype(_F32)
     return leaves, jnp.ones((), _F32)
-
-
-def _check_layout(leaves: list, state: FusedState) -> None:
-    sizes = {
-        int(jnp.size(x)) for x in jax.tree.leaves(unwrap_buffers(tuple(state))) if jnp.ndim(x) == 1
-    }
-    total = sum(int(jnp.size(x)) for x in leaves)
-    bad = sorted({str(jnp.result_type(x)) for x in leaves if jnp.result_type(x) != _F32})
-    if bad or sizes != {total}:
-        made = " or ".join(str(n) for n in sorted(sizes))
-        raise ValueError(
-            f"this fused optimizer's state was made for float32 params with {made} entries "
-            f"in all, but got updates with {total} entries"
-            + (f" and dtypes {bad}" if bad else "")
-            + "; init the optimizer on params with the same leaves as the updates"
-        )
 
 
 def unfused(tx: GradientTransformation) -> GradientTransformation:
