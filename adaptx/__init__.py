@@ -75,7 +75,9 @@ from adaptx._numerics import tree_zeros_like as tree_zeros_like
 from adaptx._radam import radam_rho as radam_rho
 from adaptx._radam import scale_by_radam as scale_by_radam
 from adaptx._rmsprop import ScaleByRmsState as ScaleByRmsState
+from adaptx._rmsprop import ScaleByRmsWithCountState as ScaleByRmsWithCountState
 from adaptx._rmsprop import ScaleByStddevState as ScaleByStddevState
+from adaptx._rmsprop import ScaleByStddevWithCountState as ScaleByStddevWithCountState
 from adaptx._rmsprop import rmsprop as rmsprop
 from adaptx._rmsprop import scale_by_rms as scale_by_rms
 from adaptx._rmsprop import scale_by_stddev as scale_by_stddev

@@ -8,14 +8,14 @@ import jax
 import jax.numpy as jnp
 
 from adaptx._base import (
-    EmptyState,
     GradientTransformation,
     ScalarOrSchedule,
     Schedule,
-    check_empty_state,
+    check_stateless,
+    init_empty_state,
 )
 from adaptx._numerics import safe_increment
-from adaptx._signature import check_updates
+from adaptx._signature import check_state, check_updates
 from adaptx._validate import check_learning_rate, check_number, check_schedule_start
 
 
@@ -34,8 +34,8 @@ def scale(step_size: float | jax.Array) -> GradientTransformation:
         keeps each leaf's dtype; an array is cast to each leaf's dtype.
 
     Returns:
-      A stateless ``GradientTransformation`` (state ``EmptyState.of(params)``;
-      ``update`` checks the updates' structure, shapes and dtypes).
+      A stateless ``GradientTransformation`` (state ``EmptyState()``; ``update``
+      checks the updates' structure, shapes and dtypes against ``params``).
 
     Raises:
       ValueError: for a NaN or infinite ``step_size``, or a non-scalar array.
@@ -51,10 +51,10 @@ def scale(step_size: float | jax.Array) -> GradientTransformation:
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
-        check_empty_state("scale", updates, state, params)
+        check_stateless("scale", updates, state, params)
         return jax.tree.map(lambda g: _mul(g, step_size), updates), state
 
-    return GradientTransformation(EmptyState.of, update_fn)
+    return GradientTransformation(init_empty_state, update_fn)
 
 
 class ScaleByScheduleState(NamedTuple):
@@ -71,8 +71,7 @@ def scale_by_schedule(step_size_fn: Schedule) -> GradientTransformation:
     construction (a finite scalar) when it can be computed eagerly.
 
     The state keeps only the count, so ``update`` checks the updates' tree
-    against ``params`` when it gets them (an enclosing ``chain`` with a
-    stateful transform checks against the state too).
+    against ``params`` when it gets them.
 
     Args:
       step_size_fn: a schedule, ``count -> scalar``.
@@ -100,6 +99,7 @@ def scale_by_schedule(step_size_fn: Schedule) -> GradientTransformation:
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
+        check_state("scale_by_schedule", state, ScaleByScheduleState)
         check_updates("scale_by_schedule", updates, None, params)
         step = step_size_fn(state.count)
         updates = jax.tree.map(lambda g: jnp.asarray(step).astype(g.dtype) * g, updates)

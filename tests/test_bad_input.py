@@ -432,13 +432,13 @@ CASES = [
     ),
     (
         "update: stateless, missing key (optax accepts)",
-        lambda: _step(adaptx.sgd(0.1), {"w": G["w"]}, with_params=False),
+        lambda: _step(adaptx.sgd(0.1), {"w": G["w"]}),
         adaptx.TreeMismatchError,
         r"identity: the updates tree has a different structure .*missing \['b'\]",
     ),
     (
         "update: stateless, other structure (optax accepts)",
-        lambda: _step(adaptx.scale(-0.1), [1.0, 2.0], with_params=False),
+        lambda: _step(adaptx.scale(-0.1), [1.0, 2.0]),
         adaptx.TreeMismatchError,
         r"scale: the updates tree has a different structure",
     ),
@@ -460,10 +460,8 @@ CASES = [
         r"expected: shape \(2,\), dtype bfloat16",
     ),
     (
-        "update: complex grads for real params (stateless, no params)",
-        lambda: _step(
-            adaptx.scale(1.0), jax.tree.map(lambda g: g.astype(jnp.complex64), G), with_params=False
-        ),
+        "update: complex grads for real params (stateless)",
+        lambda: _step(adaptx.scale(1.0), jax.tree.map(lambda g: g.astype(jnp.complex64), G)),
         adaptx.TreeMismatchError,
         r"dtype float32\n  got: .* dtype complex64",
     ),
