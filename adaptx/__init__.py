@@ -47,11 +47,6 @@ from adaptx._finite import ApplyIfFiniteState as ApplyIfFiniteState
 from adaptx._finite import ZeroNansState as ZeroNansState
 from adaptx._finite import apply_if_finite as apply_if_finite
 from adaptx._finite import zero_nans as zero_nans
-from adaptx._flat import FlatBuffer as FlatBuffer
-from adaptx._flat import FusedState as FusedState
-from adaptx._flat import fused_state_to_tree as fused_state_to_tree
-from adaptx._flat import tree_to_fused_state as tree_to_fused_state
-from adaptx._fuse import unfused as unfused
 from adaptx._hyperparams import InjectHyperparamsState as InjectHyperparamsState
 from adaptx._hyperparams import get_hyperparams as get_hyperparams
 from adaptx._hyperparams import inject_hyperparams as inject_hyperparams

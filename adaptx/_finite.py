@@ -9,7 +9,6 @@ import jax.numpy as jnp
 
 from adaptx._base import GradientTransformation, OptState, Params, accepts_extra_args, call_update
 from adaptx._combine import _check_transform
-from adaptx._flat import init_like
 from adaptx._numerics import safe_increment
 from adaptx._signature import check_state, check_structure, check_updates
 
@@ -130,7 +129,7 @@ def apply_if_finite(
         if on_limit == "apply":
             take = jnp.logical_or(finite, at_limit)
         else:
-            fresh = init_like(inner, updates if params is None else params, state.inner_state)
+            fresh = inner.init(updates if params is None else params)
             kept_inner = jax.tree.map(lambda f, s: jnp.where(at_limit, f, s), fresh, kept_inner)
         out = jax.tree.map(lambda u: jnp.where(take, u, -jnp.zeros_like(u)), new_updates)
         inner_state = jax.tree.map(lambda n, s: jnp.where(take, n, s), new_inner, kept_inner)

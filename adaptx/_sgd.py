@@ -9,7 +9,6 @@ import jax.numpy as jnp
 
 from adaptx._base import GradientTransformation, Params, ScalarOrSchedule, Updates, identity
 from adaptx._combine import chain
-from adaptx._fuse import fuse, momentum_kernel
 from adaptx._numerics import (
     _wide,
     bias_correction,
@@ -327,14 +326,9 @@ def sgd(
     if momentum is not None:
         check_momentum("momentum", momentum)
     check_nesterov(momentum, nesterov)
-    return fuse(  # one native pass on CPU, same numbers (adaptx._fuse)
-        chain(
-            trace(momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype)
-            if momentum is not None
-            else identity(),
-            scale_by_learning_rate(learning_rate),
-        ),
-        momentum_kernel(
-            learning_rate, momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype
-        ),
+    return chain(
+        trace(momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype)
+        if momentum is not None
+        else identity(),
+        scale_by_learning_rate(learning_rate),
     )

@@ -268,22 +268,6 @@ REGISTRY: list[Entry] = [
         ),
         complex_ok=True,
     ),
-    # --- fused optimizer steps (perf) ---------------------------------------------
-    # adam, adamw and sgd with momentum above take the fused path (float32 params on
-    # CPU); these keep the per-leaf chains they fuse under the same contract.
-    Entry("adam[unfused]", lambda lr: adaptx.unfused(adaptx.adam(lr)), complex_ok=True),
-    Entry(
-        "adamw[unfused]",
-        lambda lr: adaptx.unfused(adaptx.adamw(lr, weight_decay=1e-4)),
-        complex_ok=True,
-    ),
-    Entry("sgd[momentum,unfused]", lambda lr: adaptx.unfused(adaptx.sgd(lr, 0.9)), complex_ok=True),
-    Entry(
-        "sgd[nesterov,unfused]",
-        lambda lr: adaptx.unfused(adaptx.sgd(lr, 0.9, nesterov=True)),
-        complex_ok=True,
-    ),
-    # --- end fused optimizer steps ---
 ]
 
 

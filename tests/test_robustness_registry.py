@@ -292,9 +292,7 @@ def test_state_initialised_outside_shard_map_checks_blocks_inside():
     mesh = jax.make_mesh((4,), ("model",), devices=jax.devices()[:4])
     params = {"w": jnp.arange(32.0).reshape(8, 4) / 32, "b": jnp.ones(8)}
     specs = {"w": P("model"), "b": P("model")}
-    # unfused: the per-leaf state, whose specs are written out below (params on
-    # one device would otherwise get adam's flat state).
-    adam = adaptx.unfused(adaptx.adam(0.1))
+    adam = adaptx.adam(0.1)
     tx = adaptx.chain(adaptx.clip_by_global_norm(1.0, axis_name="model"), adam)
     # init on the whole params: the EmptyStates record the whole shapes.
     state_specs = (P(), (adaptx.ScaleByAdamState(P(), specs, specs), P()))
