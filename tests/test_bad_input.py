@@ -431,6 +431,31 @@ CASES = [
         r"\['b'\].*\n  expected: shape \(2,\).*\n  got:      shape \(1,\)",
     ),
     (
+        "update: the state of another optimizer",
+        lambda: adaptx.adam(0.1).update(G, adaptx.sgd(0.1, 0.9).init(P), P),
+        TypeError,
+        r"scale_by_adam: update expected the state this transform's init returns, "
+        r"ScaleByAdamState\(count, mu, nu\), but got TraceState\(trace\)",
+    ),
+    (
+        "update: state None (chain)",
+        lambda: adaptx.sgd(0.1).update(G, None, P),
+        TypeError,
+        r"chain of 2 transforms: update expected the tuple of states its init returns, got None",
+    ),
+    (
+        "update: state None (single transform)",
+        lambda: adaptx.scale_by_adam().update(G, None, P),
+        TypeError,
+        r"scale_by_adam: .* but got None\. Pass the state from init",
+    ),
+    (
+        "update: a state made for other params",
+        lambda: adaptx.adam(0.1).update(G, adaptx.adam(0.1).init({"v": jnp.ones(2)}), P),
+        adaptx.TreeMismatchError,
+        r"(?s)scale_by_adam: the updates tree has a different structure .*re-initialise",
+    ),
+    (
         "update: stateless, missing key (optax accepts)",
         lambda: _step(adaptx.sgd(0.1), {"w": G["w"]}),
         adaptx.TreeMismatchError,
