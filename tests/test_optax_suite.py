@@ -12,15 +12,20 @@ optax's own. optax's code itself is untouched: ``optax.tree.map_params``,
 ``optax.contrib`` and friends consume adaptx's transforms exactly as they
 would in a user's program.
 
-Selection (``SELECT``): only the test methods that exercise a name adaptx
-provides, and of the cases parametrised over optimizers only adaptx's
-optimizers; cases that would only run optax's own code are not collected.
-Left out for time: ``alias_test``'s ``test_optimization`` (10,000 jitted
-steps per case, minutes in all; the registry-driven ``test_contract.py``
-covers convergence on the same problems), ``_accumulation_test``'s
-mixed-precision MultiSteps cases (one compilation per dtype pair), and
-``float64_test`` (re-covered by adaptx's own x64 tests). The whole module
-runs in well under a minute on two cores.
+Selection (``SELECT``): 21 of optax's test files; in them, only the test
+methods that exercise a name adaptx provides, and of the cases parametrised
+over optimizers only adaptx's optimizers; cases that would only run optax's
+own code are not collected. Left out for time: ``alias_test``'s
+``test_optimization`` (10,000 jitted steps per case, minutes in all; the
+registry-driven ``test_contract.py`` covers convergence on the same
+problems), the dtypes of ``alias_test``'s dtype sweeps that
+``test_contract.py`` already covers (float32, bfloat16, complex64), and
+``_accumulation_test``'s mixed-precision MultiSteps cases (one compilation per
+dtype pair). About 280 tests, under a minute of CPU.
+
+The selection and the list of differences are written for the optax version
+in ``OPTAX_LISTED``. With another optax installed the suite still runs what
+it finds, and a test that changed outcome shows up as a failure to look at.
 
 Every failure is either fixed in adaptx or listed in ``DIFFERENCES`` with the
 deliberate difference it reflects; listed tests run as strict xfails, so the
@@ -68,6 +73,8 @@ pytest.importorskip("absl.testing.parameterized")
 pytest.importorskip("chex")
 
 OPTAX_DIR = os.path.dirname(optax.__file__)
+OPTAX_LISTED = "0.2.8"
+_EXACT = optax.__version__ == OPTAX_LISTED
 # ADAPTX_OPTAX_SUITE_BASELINE=1 runs the same selection against optax itself,
 # with no names swapped and no xfails: what fails then is not adaptx's doing.
 BASELINE = bool(os.environ.get("ADAPTX_OPTAX_SUITE_BASELINE"))
@@ -154,13 +161,17 @@ ALL = "all"
 # transform run (``_wanted``).
 SELECT: dict[str, dict[str, Any]] = {
     "_src/alias_test.py": {
+        # test_optimization is left out (10,000 steps per case); of the dtype
+        # sweeps, the dtypes test_contract.py does not already cover.
         "AliasTest": {
             "test_optimizers_accept_extra_args",
             "test_optimizers_can_be_wrapped_in_inject_hyperparams",
             "test_explicit_dtype",
-            "test_preserve_dtype",
-            "test_state_shape_dtype_shard_stability",
-            "test_gradient_accumulation",
+            "test_preserve_dtype[*dtype=bfloat16]",
+            "test_state_shape_dtype_shard_stability[*dtype=float16]",
+            "test_state_shape_dtype_shard_stability[*dtype=float64]",
+            "test_state_shape_dtype_shard_stability[*dtype=complex128]",
+            "test_gradient_accumulation[*dtype=bfloat16]",
         },
     },
     "_src/base_test.py": {
@@ -185,7 +196,19 @@ SELECT: dict[str, dict[str, Any]] = {
         "CosineDecayTest": ALL,
         "WarmupCosineDecayTest": ALL,
     },
-    "transforms/_accumulation_test.py": {"AccumulationTest": {"test_ema*", "test_multi_steps*"}},
+    # test_multi_steps_mixed_precision is left out for time (one compilation per
+    # dtype pair); it fails for the DTYPES reason below.
+    "transforms/_accumulation_test.py": {
+        "AccumulationTest": {
+            "test_ema*",
+            "test_multi_steps",
+            "test_multi_steps_every_k_schedule",
+            "test_multi_steps_scan_dtype_stability",
+            "test_multi_steps_zero_nans",
+            "test_multi_steps_computes_mean",
+            "test_multi_steps_skip_not_finite",
+        }
+    },
     "transforms/_adding_test.py": {
         "AddingTest": {"test_add_decayed_weights", "test_none_argument"}
     },
@@ -273,12 +296,13 @@ def _case_params(fn: Any) -> Any:
     return None if cell is None else cell.cell_contents
 
 
-def _show(x: Any) -> str:
-    """A short, stable rendering of a test parameter for test names."""
+def _show(x: Any, top: bool = True) -> str:
+    """A short, stable rendering of a test's parameters for its name."""
     if isinstance(x, dict):
-        return ",".join(f"{k}={_show(v)}" for k, v in x.items())
+        inner = ",".join(f"{k}={_show(v, False)}" for k, v in x.items())
+        return inner if top else "{" + inner + "}"
     if isinstance(x, (list, tuple)):
-        return "(" + ",".join(_show(v) for v in x) + ")"
+        return "(" + ",".join(_show(v, False) for v in x) + ")"
     if x is None or isinstance(x, (bool, int, float, str)):
         return str(x)
     name = getattr(x, "__name__", None) or getattr(x, "name", None)
@@ -304,13 +328,27 @@ def _subtest(self, msg=None, **params):
         raise
 
 
+def _skipped_file(relpath: str, why: str) -> type:
+    def test_file(self):
+        pytest.skip(f"optax's {relpath}: {why}")
+
+    return type("Skipped", (unittest.TestCase,), {"test_file": test_file})
+
+
 def _collect(relpath: str, selection: dict[str, Any]) -> dict[str, type]:
     """The selected test classes of one optax test file, renamed and trimmed."""
-    module = _load(relpath)
     stem = os.path.basename(relpath).removesuffix(".py").strip("_")
+    if not os.path.exists(os.path.join(OPTAX_DIR, relpath)) and not _EXACT:
+        return {}
+    try:
+        module = _load(relpath)
+    except ModuleNotFoundError as e:  # e.g. flax, which one of optax's test files imports
+        return {f"{stem}_Skipped": _skipped_file(relpath, f"needs {e.name}")}
     classes = {}
     for class_name, methods in selection.items():
-        cls = getattr(module, class_name)
+        cls = getattr(module, class_name, None)
+        if cls is None and not _EXACT:
+            continue
         cls.subTest = _subtest
         for attr in [a for a in dir(cls) if a.startswith("test")]:
             fn = getattr(cls, attr)
@@ -383,7 +421,6 @@ DIFFERENCES: dict[str, str] = {
     "inject_test_InjectHyperparamsTest::test_hyperparam_dtypes_bf16hyp f32param bf16grad": DTYPES,
     "inject_test_InjectHyperparamsTest::test_hyperparam_dtypes_f32hyp bf16param f32grad": DTYPES,
     "inject_test_InjectHyperparamsTest::test_hyperparam_dtypes_f32hyp f32param bf16grad": DTYPES,
-    "accumulation_test_AccumulationTest::test_multi_steps_mixed_precision*": DTYPES,
     "alias_test_AliasTest::test_explicit_dtype[params_dtype=complex64,state_dtype=bfloat16,*": (
         COMPLEX
     ),
@@ -432,7 +469,7 @@ def _install() -> None:
                     setattr(cls, attr, pytest.mark.xfail(strict=True, reason=reason)(fn))
             globals()[name] = cls
     stale = set(DIFFERENCES) - matched
-    if stale and not BASELINE:
+    if stale and _EXACT and not BASELINE:
         raise AssertionError(f"DIFFERENCES entries that match no collected test: {sorted(stale)}")
 
 
