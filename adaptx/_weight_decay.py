@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from adaptx._base import EmptyState, GradientTransformation, Params, check_empty_state
 from adaptx._numerics import _wide, compute_dtype, hyperparam
-from adaptx._validate import check_nonnegative
+from adaptx._validate import check_fits_params, check_nonnegative
 
 _NEEDS_PARAMS = (
     "add_decayed_weights needs the parameters: call tx.update(updates, state, params) "
@@ -94,4 +94,8 @@ def add_decayed_weights(
 
         return jax.tree.map(maybe, keep, updates, params), state
 
-    return GradientTransformation(EmptyState.of, update_fn)
+    def init_fn(params: Params) -> EmptyState:
+        check_fits_params("weight_decay", weight_decay, params)
+        return EmptyState.of(params)
+
+    return GradientTransformation(init_fn, update_fn)
