@@ -134,6 +134,7 @@ def signum(
       Bernstein et al., "signSGD: Compressed Optimisation for Non-Convex
       Problems", ICML 2018, https://arxiv.org/abs/1802.04434
     """
+    check_decay("beta", beta)
     return chain(
         ema(beta, debias=False, accumulator_dtype=accumulator_dtype),
         scale_by_sign(),

@@ -32,12 +32,13 @@ from adaptx._numerics import (
     tree_update_moment,
 )
 from adaptx._scale import scale_by_learning_rate
+from adaptx._sharding import full_like
 from adaptx._validate import check_nonnegative
 
 
-def _fill(tree: Any, value: Any) -> Any:
-    """``tree + value`` for a fresh zero tree (keeps each leaf's dtype and sharding)."""
-    return jax.tree.map(lambda z: z + jnp.asarray(value).astype(z.dtype), tree)
+def _fill(params: Params, zeros: Any, value: Any) -> Any:
+    """A tree like ``zeros`` (dtypes) filled with ``value``, placed and sharded like ``params``."""
+    return jax.tree.map(lambda p, z: full_like(p, value, z.dtype), params, zeros)
 
 
 def scale_by_yogi(
@@ -113,8 +114,8 @@ def scale_by_yogi(
     def init_fn(params: Params) -> ScaleByAdamState:
         return ScaleByAdamState(
             count=jnp.zeros((), jnp.int32),
-            mu=_fill(init_first_moment(params, mu_dtype), initial_mu_value),
-            nu=_fill(init_second_moment(params, nu_dtype), initial_accumulator_value),
+            mu=_fill(params, init_first_moment(params, mu_dtype), initial_mu_value),
+            nu=_fill(params, init_second_moment(params, nu_dtype), initial_accumulator_value),
         )
 
     def update_fn(updates, state, params=None, **extra_args):
