@@ -6,6 +6,9 @@ adaptx and optax transforms chain together in either direction.
 
 from adaptx._accumulation import MultiSteps as MultiSteps
 from adaptx._accumulation import MultiStepsState as MultiStepsState
+from adaptx._adabelief import ScaleByBeliefState as ScaleByBeliefState
+from adaptx._adabelief import adabelief as adabelief
+from adaptx._adabelief import scale_by_belief as scale_by_belief
 from adaptx._adadelta import ScaleByAdaDeltaState as ScaleByAdaDeltaState
 from adaptx._adadelta import adadelta as adadelta
 from adaptx._adadelta import scale_by_adadelta as scale_by_adadelta
@@ -25,6 +28,13 @@ from adaptx._adam_variants import ScaleByAmsgradState as ScaleByAmsgradState
 from adaptx._adam_variants import ScaleByNadamState as ScaleByNadamState
 from adaptx._adam_variants import scale_by_amsgrad as scale_by_amsgrad
 from adaptx._adam_variants import scale_by_nadam as scale_by_nadam
+from adaptx._ademamix import ScaleByAdemamixState as ScaleByAdemamixState
+from adaptx._ademamix import ademamix as ademamix
+from adaptx._ademamix import ademamix_alpha_schedule as ademamix_alpha_schedule
+from adaptx._ademamix import ademamix_b3_schedule as ademamix_b3_schedule
+from adaptx._ademamix import scale_by_ademamix as scale_by_ademamix
+from adaptx._adopt import adopt as adopt
+from adaptx._adopt import scale_by_adopt as scale_by_adopt
 from adaptx._base import EmptyState as EmptyState
 from adaptx._base import GradientTransformation as GradientTransformation
 from adaptx._base import OptState as OptState
@@ -51,6 +61,9 @@ from adaptx._hyperparams import InjectHyperparamsState as InjectHyperparamsState
 from adaptx._hyperparams import get_hyperparams as get_hyperparams
 from adaptx._hyperparams import inject_hyperparams as inject_hyperparams
 from adaptx._hyperparams import set_hyperparams as set_hyperparams
+from adaptx._layerwise import lamb as lamb
+from adaptx._layerwise import lars as lars
+from adaptx._layerwise import scale_by_trust_ratio as scale_by_trust_ratio
 from adaptx._lookahead import LookaheadState as LookaheadState
 from adaptx._lookahead import lookahead as lookahead
 from adaptx._masking import MaskedNode as MaskedNode
@@ -94,10 +107,18 @@ from adaptx._sgd import TraceState as TraceState
 from adaptx._sgd import ema as ema
 from adaptx._sgd import sgd as sgd
 from adaptx._sgd import trace as trace
+from adaptx._sign import ScaleByLionState as ScaleByLionState
+from adaptx._sign import lion as lion
+from adaptx._sign import scale_by_lion as scale_by_lion
+from adaptx._sign import scale_by_sign as scale_by_sign
+from adaptx._sign import sign_sgd as sign_sgd
+from adaptx._sign import signum as signum
 from adaptx._signature import TreeMismatchError as TreeMismatchError
 from adaptx._signature import TreeSignature as TreeSignature
 from adaptx._updates import apply_updates as apply_updates
 from adaptx._updates import incremental_update as incremental_update
 from adaptx._weight_decay import add_decayed_weights as add_decayed_weights
+from adaptx._yogi import scale_by_yogi as scale_by_yogi
+from adaptx._yogi import yogi as yogi
 
 __version__ = "0.1.0.dev0"

@@ -208,6 +208,71 @@ REGISTRY: list[Entry] = [
         needs_params=True,
     ),
     # --- end Adam family ---
+    # --- optimizers beyond the seed papers (issue 15: sign-based, Adam variants, layer-wise) ---
+    # Sign-based steps have a fixed length lr per coordinate: they end oscillating within lr of
+    # the optimum, so the parabola (atol 1e-2) needs lr = 5e-3 (2.0 away: 400 steps).
+    # signSGD's steps are (+-lr, +-lr): in Rosenbrock's curved valley it zig-zags and creeps
+    # (0.28 from the optimum after 20000 steps of 3e-4, 0.8 with 2e-3). Momentum (signum, lion)
+    # smooths the zig-zag and gets there.
+    Entry(
+        "sign_sgd",
+        lambda lr: adaptx.sign_sgd(lr),
+        lr=5e-3,
+        rosenbrock_lr=3e-4,
+        rosenbrock_tol=0.35,
+        complex_ok=True,
+    ),
+    Entry("signum", lambda lr: adaptx.signum(lr), lr=3e-3, complex_ok=True),
+    Entry("lion", lambda lr: adaptx.lion(lr), lr=5e-3, complex_ok=True),
+    Entry("adabelief", lambda lr: adaptx.adabelief(lr), complex_ok=True),
+    # Yogi's eps = 1e-3 is large next to Rosenbrock's gradients near the optimum: lr 1e-2.
+    Entry("yogi", lambda lr: adaptx.yogi(lr), rosenbrock_lr=1e-2, complex_ok=True),
+    # ADOPT divides by the second moment of the steps before: with the default b2 = 0.9999 it
+    # remembers Rosenbrock's first, large gradients for ~10^4 steps (0.48 from the optimum after
+    # 20000 steps with lr = 1e-2); b2 = 0.999 gets there (3e-5 with lr = 3e-3).
+    Entry("adopt", lambda lr: adaptx.adopt(lr, b2=0.999), rosenbrock_lr=3e-3, complex_ok=True),
+    Entry(
+        "ademamix[warm-up schedules]",
+        lambda lr: adaptx.ademamix(
+            lr,
+            b3=adaptx.ademamix_b3_schedule(0.999, 500),
+            alpha=adaptx.ademamix_alpha_schedule(5.0, 500),
+        ),
+        complex_ok=True,
+    ),
+    # Trust-ratio steps have length lr * ||params||, whatever the gradient: with a constant lr
+    # they end oscillating at that amplitude. The papers decay the learning rate; so do these
+    # rows (by 0.7 every 100 steps), which reach Rosenbrock's optimum in 2000 steps.
+    Entry(
+        "lamb",
+        lambda lr: adaptx.lamb(adaptx.exponential_decay(lr, 100, 0.7), weight_decay=1e-4),
+        lr=0.05,
+        rosenbrock_lr=0.1,
+        rosenbrock_steps=2000,
+        complex_ok=True,
+    ),
+    Entry(
+        "lars",
+        lambda lr: adaptx.lars(adaptx.exponential_decay(lr, 100, 0.7), 1e-4, trust_coefficient=0.1),
+        lr=0.3,
+        rosenbrock_lr=0.2,
+        rosenbrock_steps=2000,
+        complex_ok=True,
+        needs_params=True,  # its first stage is add_decayed_weights
+    ),
+    Entry(
+        "scale_by_trust_ratio",
+        lambda lr: adaptx.chain(
+            adaptx.scale_by_trust_ratio(),
+            adaptx.scale_by_learning_rate(adaptx.exponential_decay(lr, 100, 0.7)),
+        ),
+        lr=0.05,
+        rosenbrock_lr=0.2,
+        rosenbrock_steps=2000,
+        complex_ok=True,
+        needs_params=True,
+    ),
+    # --- end optimizers beyond the seed papers ---
     # --- combinators and wrappers ---------------------------------------------
     # The inner optimizer is SGD with momentum (stateful); masks and labels
     # depend on leaf size so the contract's scalar "s" is masked out / frozen

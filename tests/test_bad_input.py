@@ -611,6 +611,8 @@ _VALID = {
     "every_k_schedule": 2,
     "sync_period": 2,
     "slow_step_size": 0.5,
+    "alpha": 5.0,  # ademamix_alpha_schedule
+    "b3": 0.999,  # ademamix_b3_schedule
 }
 _TRANSFORM_ARGS = {"inner", "opt", "fast_optimizer", "inner_factory", "transform"}
 _NUMERIC_OPTIONAL = {"momentum", "b1_decay", "end_value", "momentum_decay", "learning_rate"}
