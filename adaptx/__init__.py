@@ -53,6 +53,12 @@ from adaptx._clipping import clip_by_block_rms as clip_by_block_rms
 from adaptx._clipping import clip_by_global_norm as clip_by_global_norm
 from adaptx._combine import chain as chain
 from adaptx._combine import named_chain as named_chain
+from adaptx._dadapt import DAdaptAdamWState as DAdaptAdamWState
+from adaptx._dadapt import ProdigyState as ProdigyState
+from adaptx._dadapt import dadapt_adamw as dadapt_adamw
+from adaptx._dadapt import prodigy as prodigy
+from adaptx._dadapt import scale_by_dadapt_adamw as scale_by_dadapt_adamw
+from adaptx._dadapt import scale_by_prodigy as scale_by_prodigy
 from adaptx._finite import ApplyIfFiniteState as ApplyIfFiniteState
 from adaptx._finite import ZeroNansState as ZeroNansState
 from adaptx._finite import apply_if_finite as apply_if_finite
@@ -98,6 +104,11 @@ from adaptx._scale import ScaleByScheduleState as ScaleByScheduleState
 from adaptx._scale import scale as scale
 from adaptx._scale import scale_by_learning_rate as scale_by_learning_rate
 from adaptx._scale import scale_by_schedule as scale_by_schedule
+from adaptx._schedule_free import ScheduleFreeState as ScheduleFreeState
+from adaptx._schedule_free import schedule_free as schedule_free
+from adaptx._schedule_free import schedule_free_adamw as schedule_free_adamw
+from adaptx._schedule_free import schedule_free_eval_params as schedule_free_eval_params
+from adaptx._schedule_free import schedule_free_sgd as schedule_free_sgd
 from adaptx._schedules import constant_schedule as constant_schedule
 from adaptx._schedules import cosine_decay_schedule as cosine_decay_schedule
 from adaptx._schedules import exponential_decay as exponential_decay
