@@ -8,6 +8,7 @@ whole file stays fast however many entries the registry grows to.
 from __future__ import annotations
 
 import inspect
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -107,6 +108,25 @@ def test_update_without_params_checks_against_the_state(entry):
             tx.update({**grads, "w": grads["w"].T}, state)
     with pytest.raises(adaptx.TreeMismatchError, match="structure"):
         tx.update({"w": grads["w"]}, state)
+
+
+class ForeignState(NamedTuple):
+    """A state no adaptx transform makes."""
+
+    foreign: dict
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_update_names_a_wrong_state(entry):
+    # None, or another optimizer's state, is a TypeError that says which state was
+    # expected and which was given, not an error from deep inside JAX.
+    tx = entry.make(0.1)
+    params = _params()
+    grads = _grads(params, 0)
+    with pytest.raises(TypeError, match=r"update expected .*got None"):
+        tx.update(grads, None, params)
+    with pytest.raises(TypeError, match=r"update expected .*got ForeignState"):
+        tx.update(grads, ForeignState(foreign=grads), params)
 
 
 @pytest.mark.parametrize("entry", ENTRIES)
