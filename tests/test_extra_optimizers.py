@@ -28,7 +28,7 @@ import adaptx
 
 F32_TOL = 1e-6
 F64_TOL = 1e-12
-T = 12  # steps: enough for the moments, the clip value and the warm-ups to move
+T = 10  # steps: enough for the moments, the clip value and the warm-ups to move
 G = RA.gradient_sequence(T)
 P0 = np.array([0.5, -1.0, 2.0, 0.25, -0.75, 1.5])
 
@@ -71,7 +71,7 @@ PAPER_CASES = {
             **kw,
         ),
         R.ademamix,
-        dict(warmup=8, b3=0.999, alpha=8.0),
+        dict(warmup=6, b3=0.999, alpha=8.0),
     ),
 }
 
