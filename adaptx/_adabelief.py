@@ -190,7 +190,7 @@ def adabelief(
         chain(scale_by_belief(b1, b2, eps, eps_root, nesterov=nesterov, ...),
               scale_by_learning_rate(learning_rate))
 
-    ``learning_rate = 1e-3`` is the paper's (and its code's) default.
+    ``learning_rate = 1e-3`` is the default of the authors' code.
     ``optax.adabelief(lr, b1, b2, eps, eps_root, nesterov=n)`` is the same
     optimizer; see ``scale_by_belief`` for the equations and the ``eps``
     placement.

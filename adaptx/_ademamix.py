@@ -106,9 +106,8 @@ def scale_by_ademamix(
     ==================================  ===================================  ==============
     ``scale_by_ademamix(b1, b2, b3,     ``scale_by_ademamix(b1, b2, b3,      no AdEMAMix
     alpha, eps, eps_root)``             alpha, eps, eps_root)``
-    ``mu_dtype=d``                      ``mu_dtype=d`` (optax keeps ``nu``
-                                        in ``d`` too)
-    ``mu_dtype=d, nu_dtype=d``          ``mu_dtype=d``
+    ``mu_dtype=d, nu_dtype=d``          ``mu_dtype=d`` (optax keeps ``nu``
+                                        in ``d`` too: same state dtypes)
     ==================================  ===================================  ==============
 
     Args:

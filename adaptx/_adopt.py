@@ -68,8 +68,10 @@ def scale_by_adopt(
     ``clip(x, c)`` limits each coordinate to ``[-c, c]`` with ``c_t =
     clip_value_fn(t) = t**0.25`` (the paper's stabilised variant, default
     of the authors' code and optax); ``use_clipping=False`` is Algorithm 1
-    without it. ``clip_value_fn`` gets ``t`` as a float array. Complex
-    updates: the modulus is clipped, the phase kept.
+    without it. ``clip_value_fn`` gets ``t`` as a float array (under
+    ``inject_hyperparams``, name it in ``static_args``: a callable is taken
+    for a schedule otherwise). Complex updates: the modulus is clipped, the
+    phase kept.
 
     Defaults ``b1 = 0.9``, ``b2 = 0.9999``, ``eps = 1e-6`` are the paper's.
     ``nesterov=True`` (optax's option, not in the paper) returns ``b1 m_t +

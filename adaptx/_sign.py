@@ -102,9 +102,9 @@ def signum(
               scale_by_sign(),
               scale_by_learning_rate(learning_rate))
 
-    No bias correction: ``1 - beta**k > 0`` does not change a sign.
-    ``beta = 0.9`` is the momentum of the paper's experiments (and optax's
-    default); ``beta = 0`` is signSGD.
+    No bias correction: ``1 - beta**k > 0`` does not change a sign. The
+    paper leaves ``beta`` to the user; ``0.9`` is optax's default.
+    ``beta = 0`` is signSGD.
 
     =====================================  =======================================  ============
     adaptx                                 optax 0.2.8                              torch 2.13

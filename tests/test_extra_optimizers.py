@@ -358,6 +358,11 @@ def test_ademamix_optax_defaults_and_second_moment_dtype():
     p = jnp.ones(3)
     assert optax.contrib.scale_by_ademamix(mu_dtype=jnp.bfloat16).init(p).nu.dtype == jnp.bfloat16
     assert adaptx.scale_by_ademamix(mu_dtype=jnp.bfloat16).init(p).nu.dtype == jnp.float32
+    # The docstring's mapping: mu_dtype=d, nu_dtype=d has optax's mu_dtype=d state.
+    ours = adaptx.scale_by_ademamix(mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16).init(p)
+    assert _leaf_paths(ours) == _leaf_paths(
+        optax.contrib.scale_by_ademamix(mu_dtype=jnp.bfloat16).init(p)
+    )
 
 
 def test_lamb_zero_layer_moves_unlike_the_paper(x64):
