@@ -26,6 +26,7 @@ from adaptx._base import GradientTransformation, ScalarOrSchedule
 from adaptx._combine import chain
 from adaptx._numerics import abs_sq, hyperparam, safe_increment
 from adaptx._scale import scale_by_learning_rate
+from adaptx._signature import check_state
 
 
 def _quarter_root(t: jax.Array) -> jax.Array:
@@ -127,6 +128,7 @@ def scale_by_adopt(
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
+        check_state("scale_by_adopt", state, ScaleByAdamState)
         check_moment_updates("scale_by_adopt", updates, state, mu_dtype, nu_dtype, params)
         first = state.count == 0
 
@@ -149,7 +151,9 @@ def scale_by_adopt(
             g2 = abs_sq(g_w)
             v_new = jnp.where(first, g2, bb * v_old + (1 - bb) * g2)
             m_new = jnp.where(first, widen(m, cdt), m_new)
-            out = jnp.where(first, jnp.zeros((), out.dtype), out)
+            # The first step only measures v_0; its zero direction is 0 * g, so a
+            # non-finite gradient still shows (0 * nan = 0 * inf = nan).
+            out = jnp.where(first, times(g_w, jnp.zeros((), cdt)), out)
             return out.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype)
 
         triples = jax.tree.map(step, updates, state.mu, state.nu)

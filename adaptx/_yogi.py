@@ -33,6 +33,7 @@ from adaptx._numerics import (
 )
 from adaptx._scale import scale_by_learning_rate
 from adaptx._sharding import full_like
+from adaptx._signature import check_state
 from adaptx._validate import check_nonnegative
 
 
@@ -121,6 +122,7 @@ def scale_by_yogi(
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
+        check_state("scale_by_yogi", state, ScaleByAdamState)
         check_moment_updates("scale_by_yogi", updates, state, mu_dtype, nu_dtype, params)
         count = safe_increment(state.count)
         mu = tree_update_moment(updates, state.mu, b1, 1)
