@@ -111,8 +111,8 @@ def scale_by_adopt(
       >>> tx = adaptx.scale_by_adopt()
       >>> state = tx.init(jnp.zeros(2))
       >>> out, state = tx.update(jnp.array([2.0, -4.0]), state)  # only v_0 = g**2
-      >>> out
-      Array([0., 0.], dtype=float32)
+      >>> out  # 0 * g
+      Array([ 0., -0.], dtype=float32)
       >>> out, state = tx.update(jnp.array([2.0, 4.0]), state)  # 0.1 * g / |g_0|
       >>> out
       Array([0.1, 0.1], dtype=float32)
