@@ -444,11 +444,9 @@ def test_trust_ratio_needs_params():
 
 
 def test_nan_gradient_gives_nan_updates():
-    # (The Adam-family directions share divide_or_zero, which still maps a NaN denominator
-    # to a zero step; it is being narrowed to true zeros for the whole family.)
+    # (test_nonfinite.py checks every registry row; this covers the first ADOPT step too.)
     params = {"w": jnp.ones(3)}
     g = {"w": jnp.array([jnp.nan, 1.0, 1.0])}
-    trust = adaptx.chain(adaptx.scale_by_trust_ratio(), adaptx.scale(-0.1))
-    for tx in (adaptx.lion(0.1), adaptx.signum(0.1), adaptx.lars(0.1), trust):
+    for tx in (adaptx.lion(0.1), adaptx.lamb(0.1), adaptx.adabelief(), adaptx.adopt()):
         u, _ = tx.update(g, tx.init(params), params)
         assert bool(jnp.isnan(u["w"][0])), tx
