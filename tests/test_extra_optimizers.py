@@ -450,3 +450,33 @@ def test_nan_gradient_gives_nan_updates():
     for tx in (adaptx.lion(0.1), adaptx.lamb(0.1), adaptx.adabelief(), adaptx.adopt()):
         u, _ = tx.update(g, tx.init(params), params)
         assert bool(jnp.isnan(u["w"][0])), tx
+
+
+# --- the papers' defining properties -------------------------------------------------------------
+
+
+def test_sign_steps_have_length_lr():
+    # signSGD, Signum and Lion (without decay) move every coordinate by exactly lr.
+    params = {"w": jnp.ones((4, 3)), "b": jnp.ones(3)}
+    grads = jax.tree.map(
+        lambda p: jnp.sin(jnp.arange(p.size, dtype=jnp.float32).reshape(p.shape) + 0.5), params
+    )
+    for tx in (adaptx.sign_sgd(0.01), adaptx.signum(0.01), adaptx.lion(0.01, weight_decay=0.0)):
+        state = tx.init(params)
+        for _ in range(3):
+            updates, state = tx.update(grads, state, params)
+            for u in jax.tree.leaves(updates):
+                np.testing.assert_allclose(np.abs(u), 0.01, rtol=1e-6)
+
+
+def test_trust_ratio_step_is_lr_times_the_layer_norm():
+    # LAMB and LARS (first step, no momentum yet): each layer moves by lr * eta * ||layer||,
+    # whatever the scale of its gradient.
+    params = {"w": jnp.full((4, 3), 2.0), "b": jnp.array([0.5, -1.0, 3.0])}
+    grads = {"w": jnp.full((4, 3), 1e-4), "b": jnp.array([30.0, -2.0, 0.1])}
+    for tx, factor in ((adaptx.lamb(0.01), 0.01), (adaptx.lars(0.5), 0.5 * 0.001)):
+        updates, _ = tx.update(grads, tx.init(params), params)
+        for u, p in zip(jax.tree.leaves(updates), jax.tree.leaves(params), strict=True):
+            assert float(jnp.linalg.norm(u)) == pytest.approx(
+                factor * float(jnp.linalg.norm(p)), rel=1e-5
+            )
