@@ -221,16 +221,35 @@ REGISTRY: list[Entry] = [
         rosenbrock_lr=3e-4,
         rosenbrock_tol=0.35,
         complex_ok=True,
+        hides_inf="sign(+-inf) = +-1: an infinite element takes a full-length step (as optax)",
     ),
-    Entry("signum", lambda lr: adaptx.signum(lr), lr=3e-3, complex_ok=True),
-    Entry("lion", lambda lr: adaptx.lion(lr), lr=5e-3, complex_ok=True),
+    Entry(
+        "signum",
+        lambda lr: adaptx.signum(lr),
+        lr=3e-3,
+        complex_ok=True,
+        hides_inf="sign(+-inf) = +-1: an infinite element takes a full-length step (as optax)",
+    ),
+    Entry(
+        "lion",
+        lambda lr: adaptx.lion(lr),
+        lr=5e-3,
+        complex_ok=True,
+        hides_inf="sign(+-inf) = +-1: an infinite element takes a full-length step (as optax)",
+    ),
     Entry("adabelief", lambda lr: adaptx.adabelief(lr), complex_ok=True),
     # Yogi's eps = 1e-3 is large next to Rosenbrock's gradients near the optimum: lr 1e-2.
     Entry("yogi", lambda lr: adaptx.yogi(lr), rosenbrock_lr=1e-2, complex_ok=True),
     # ADOPT divides by the second moment of the steps before: with the default b2 = 0.9999 it
     # remembers Rosenbrock's first, large gradients for ~10^4 steps (0.48 from the optimum after
     # 20000 steps with lr = 1e-2); b2 = 0.999 gets there (3e-5 with lr = 3e-3).
-    Entry("adopt", lambda lr: adaptx.adopt(lr, b2=0.999), rosenbrock_lr=3e-3, complex_ok=True),
+    Entry(
+        "adopt",
+        lambda lr: adaptx.adopt(lr, b2=0.999),
+        rosenbrock_lr=3e-3,
+        complex_ok=True,
+        hides_inf="its clipping maps an infinite normalised gradient to +-t**0.25 (as optax)",
+    ),
     Entry(
         "ademamix[warm-up schedules]",
         lambda lr: adaptx.ademamix(
