@@ -9,6 +9,11 @@ from adaptx._accumulation import MultiStepsState as MultiStepsState
 from adaptx._adadelta import ScaleByAdaDeltaState as ScaleByAdaDeltaState
 from adaptx._adadelta import adadelta as adadelta
 from adaptx._adadelta import scale_by_adadelta as scale_by_adadelta
+from adaptx._adafactor import FactoredState as FactoredState
+from adaptx._adafactor import adafactor as adafactor
+from adaptx._adafactor import relative_step_size as relative_step_size
+from adaptx._adafactor import scale_by_factored_rms as scale_by_factored_rms
+from adaptx._adafactor import scale_by_param_block_rms as scale_by_param_block_rms
 from adaptx._adagrad import ScaleByRssState as ScaleByRssState
 from adaptx._adagrad import adagrad as adagrad
 from adaptx._adagrad import scale_by_rss as scale_by_rss

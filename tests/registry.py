@@ -284,6 +284,31 @@ REGISTRY: list[Entry] = [
         complex_ok=True,
     ),
     # --- end fused optimizer steps ---
+    # --- beyond the seed papers (II): adafactor, transforms, plateau (issue 15) ---------
+    # adafactor scales each step by the parameters' RMS, so it needs params; its steps are
+    # relative (lr * RMS(x)), so Rosenbrock's needs a larger lr than Adam's absolute one.
+    Entry(
+        "adafactor",
+        lambda lr: adaptx.adafactor(lr),
+        needs_params=True,
+        rosenbrock_lr=1e-2,
+        complex_ok=True,
+    ),
+    # Factored statistics and momentum: small matrices factored (min_dim_size_to_factor=2).
+    # Its momentum buffer is float32 (optax's dtype_momentum), real: no complex params.
+    Entry(
+        "adafactor[factored,momentum]",
+        lambda lr: adaptx.adafactor(lr, min_dim_size_to_factor=2, momentum=0.9),
+        needs_params=True,
+        rosenbrock_lr=1e-2,
+    ),
+    Entry(
+        "scale_by_factored_rms",
+        lambda lr: adaptx.scale_by_factored_rms(min_dim_size_to_factor=2),
+        kind="direction",
+        complex_ok=True,
+    ),
+    # --- end beyond the seed papers (II) ---
 ]
 
 
