@@ -43,6 +43,7 @@ from adaptx._base import stateless as stateless
 from adaptx._checkpoint import CheckpointError as CheckpointError
 from adaptx._checkpoint import load_state as load_state
 from adaptx._checkpoint import save_state as save_state
+from adaptx._clipping import adaptive_grad_clip as adaptive_grad_clip
 from adaptx._clipping import clip as clip
 from adaptx._clipping import clip_by_block_rms as clip_by_block_rms
 from adaptx._clipping import clip_by_global_norm as clip_by_global_norm
@@ -69,6 +70,10 @@ from adaptx._masking import PartitionState as PartitionState
 from adaptx._masking import freeze as freeze
 from adaptx._masking import masked as masked
 from adaptx._masking import partition as partition
+from adaptx._noise import AddNoiseState as AddNoiseState
+from adaptx._noise import add_noise as add_noise
+from adaptx._normalize import centralize as centralize
+from adaptx._normalize import normalize_by_update_norm as normalize_by_update_norm
 from adaptx._numerics import bias_correction as bias_correction
 from adaptx._numerics import global_norm as global_norm
 from adaptx._numerics import safe_increment as safe_increment

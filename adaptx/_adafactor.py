@@ -451,6 +451,8 @@ def adafactor(
       Shazeer & Stern, "Adafactor: Adaptive Learning Rates with Sublinear
       Memory Cost", ICML 2018, https://arxiv.org/abs/1804.04235
     """
+    check_nonnegative("decay_offset", decay_offset)
+    check_nonnegative("eps", eps)
     if clipping_threshold is not None:
         check_positive("clipping_threshold", clipping_threshold)
     if momentum is not None:

@@ -308,6 +308,30 @@ REGISTRY: list[Entry] = [
         kind="direction",
         complex_ok=True,
     ),
+    Entry("centralize", lambda lr: adaptx.centralize(), kind="direction", complex_ok=True),
+    # Clipping Rosenbrock's early gradients (100x the parameters' norm) slows the descent
+    # into the valley: twice plain gradient descent's steps.
+    Entry(
+        "adaptive_grad_clip",
+        lambda lr: adaptx.adaptive_grad_clip(1.0),
+        kind="direction",
+        rosenbrock_steps=40000,
+        needs_params=True,
+        complex_ok=True,
+    ),
+    Entry(
+        "add_noise",
+        lambda lr: adaptx.add_noise(0.01, 0.55, key=0),
+        kind="direction",
+        complex_ok=True,
+    ),
+    # Steps of a fixed length never settle on a constant learning rate: no convergence test.
+    Entry(
+        "normalize_by_update_norm",
+        lambda lr: adaptx.normalize_by_update_norm(),
+        kind="other",
+        complex_ok=True,
+    ),
     # --- end beyond the seed papers (II) ---
 ]
 

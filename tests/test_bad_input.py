@@ -544,6 +544,10 @@ _VALID = {
     "every_k_schedule": 2,
     "sync_period": 2,
     "slow_step_size": 0.5,
+    "clipping": 0.1,
+    "eta": 0.01,
+    "gamma": 0.55,
+    "key": 0,
 }
 _TRANSFORM_ARGS = {"inner", "opt", "fast_optimizer", "inner_factory", "transform"}
 _NUMERIC_OPTIONAL = {"momentum", "b1_decay", "end_value", "momentum_decay", "learning_rate"}

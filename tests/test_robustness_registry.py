@@ -83,6 +83,9 @@ def test_update_rejects_a_tree_unlike_init(entry, bad, match):
 # Entries whose state keeps nothing params-shaped, so without ``params`` in
 # ``update`` there is nothing to check against (scale_by_schedule keeps a count).
 _NO_TREE_IN_STATE = {"scale_by_learning_rate[schedule]", "scale_by_schedule"}
+# ... nor do the stateless transforms whose init returns a plain EmptyState(), and
+# add_noise (a count and a key).
+_NO_TREE_IN_STATE |= {"centralize", "normalize_by_update_norm", "add_noise"}
 # Entries whose state keeps one flag per leaf: the structure is checked, not shapes.
 _STRUCTURE_ONLY = {"zero_nans"}
 # Entries whose state keeps a factored matrix's row and column statistics only: the
