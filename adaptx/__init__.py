@@ -101,7 +101,17 @@ from adaptx._schedules import join_schedules as join_schedules
 from adaptx._schedules import linear_schedule as linear_schedule
 from adaptx._schedules import piecewise_constant_schedule as piecewise_constant_schedule
 from adaptx._schedules import polynomial_schedule as polynomial_schedule
+from adaptx._schedules import warmup_constant_schedule as warmup_constant_schedule
 from adaptx._schedules import warmup_cosine_decay_schedule as warmup_cosine_decay_schedule
+from adaptx._schedules import (
+    warmup_exponential_decay_schedule as warmup_exponential_decay_schedule,
+)
+from adaptx._schedules_cyclic import cosine_onecycle_schedule as cosine_onecycle_schedule
+from adaptx._schedules_cyclic import linear_onecycle_schedule as linear_onecycle_schedule
+from adaptx._schedules_cyclic import (
+    piecewise_interpolate_schedule as piecewise_interpolate_schedule,
+)
+from adaptx._schedules_cyclic import sgdr_schedule as sgdr_schedule
 from adaptx._sgd import EmaState as EmaState
 from adaptx._sgd import TraceState as TraceState
 from adaptx._sgd import ema as ema

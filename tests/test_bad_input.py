@@ -548,6 +548,7 @@ _VALID = {
     "eta": 0.01,
     "gamma": 0.55,
     "key": 0,
+    "interpolate_type": "linear",
 }
 _TRANSFORM_ARGS = {"inner", "opt", "fast_optimizer", "inner_factory", "transform"}
 _NUMERIC_OPTIONAL = {"momentum", "b1_decay", "end_value", "momentum_decay", "learning_rate"}
