@@ -82,6 +82,8 @@ from adaptx._numerics import tree_update_infinity_moment as tree_update_infinity
 from adaptx._numerics import tree_update_moment as tree_update_moment
 from adaptx._numerics import tree_update_moment_per_elem_norm as tree_update_moment_per_elem_norm
 from adaptx._numerics import tree_zeros_like as tree_zeros_like
+from adaptx._plateau import ReduceLROnPlateauState as ReduceLROnPlateauState
+from adaptx._plateau import reduce_on_plateau as reduce_on_plateau
 from adaptx._radam import radam_rho as radam_rho
 from adaptx._radam import scale_by_radam as scale_by_radam
 from adaptx._rmsprop import ScaleByRmsState as ScaleByRmsState

@@ -55,6 +55,16 @@ def _is_vector(params):
     return jax.tree.map(lambda x: jnp.size(x) > 1, params)
 
 
+def _loss_fed(tx):
+    """``tx`` given ``value=`` (the updates' squared norm, a stand-in loss) on every update."""
+
+    def update(updates, state, params=None, **extra_args):
+        value = jnp.square(adaptx.global_norm(updates))
+        return tx.update(updates, state, params, value=value, **extra_args)
+
+    return adaptx.GradientTransformation(tx.init, update)
+
+
 def _size_labels(params):
     return jax.tree.map(lambda x: "vec" if jnp.size(x) > 1 else "scalar", params)
 
@@ -330,6 +340,16 @@ REGISTRY: list[Entry] = [
         "normalize_by_update_norm",
         lambda lr: adaptx.normalize_by_update_norm(),
         kind="other",
+        complex_ok=True,
+    ),
+    # reduce_on_plateau needs value= (the loss); _loss_fed passes the squared gradient norm.
+    # Rosenbrock's gradient norm plateaus in the valley: the scale halves once (min_scale),
+    # so twice the steps.
+    Entry(
+        "reduce_on_plateau",
+        lambda lr: _loss_fed(adaptx.reduce_on_plateau(factor=0.5, patience=20, min_scale=0.5)),
+        kind="direction",
+        rosenbrock_steps=40000,
         complex_ok=True,
     ),
     # --- end beyond the seed papers (II) ---
