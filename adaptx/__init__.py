@@ -12,6 +12,11 @@ from adaptx._adabelief import scale_by_belief as scale_by_belief
 from adaptx._adadelta import ScaleByAdaDeltaState as ScaleByAdaDeltaState
 from adaptx._adadelta import adadelta as adadelta
 from adaptx._adadelta import scale_by_adadelta as scale_by_adadelta
+from adaptx._adafactor import FactoredState as FactoredState
+from adaptx._adafactor import adafactor as adafactor
+from adaptx._adafactor import relative_step_size as relative_step_size
+from adaptx._adafactor import scale_by_factored_rms as scale_by_factored_rms
+from adaptx._adafactor import scale_by_param_block_rms as scale_by_param_block_rms
 from adaptx._adagrad import ScaleByRssState as ScaleByRssState
 from adaptx._adagrad import adagrad as adagrad
 from adaptx._adagrad import scale_by_rss as scale_by_rss
@@ -48,6 +53,7 @@ from adaptx._base import stateless as stateless
 from adaptx._checkpoint import CheckpointError as CheckpointError
 from adaptx._checkpoint import load_state as load_state
 from adaptx._checkpoint import save_state as save_state
+from adaptx._clipping import adaptive_grad_clip as adaptive_grad_clip
 from adaptx._clipping import clip as clip
 from adaptx._clipping import clip_by_block_rms as clip_by_block_rms
 from adaptx._clipping import clip_by_global_norm as clip_by_global_norm
@@ -83,6 +89,10 @@ from adaptx._muon import MuonState as MuonState
 from adaptx._muon import muon as muon
 from adaptx._muon import scale_by_muon as scale_by_muon
 from adaptx._muon import scale_by_shape as scale_by_shape
+from adaptx._noise import AddNoiseState as AddNoiseState
+from adaptx._noise import add_noise as add_noise
+from adaptx._normalize import centralize as centralize
+from adaptx._normalize import normalize_by_update_norm as normalize_by_update_norm
 from adaptx._numerics import bias_correction as bias_correction
 from adaptx._numerics import global_norm as global_norm
 from adaptx._numerics import safe_increment as safe_increment
@@ -91,6 +101,8 @@ from adaptx._numerics import tree_update_infinity_moment as tree_update_infinity
 from adaptx._numerics import tree_update_moment as tree_update_moment
 from adaptx._numerics import tree_update_moment_per_elem_norm as tree_update_moment_per_elem_norm
 from adaptx._numerics import tree_zeros_like as tree_zeros_like
+from adaptx._plateau import ReduceLROnPlateauState as ReduceLROnPlateauState
+from adaptx._plateau import reduce_on_plateau as reduce_on_plateau
 from adaptx._radam import radam_rho as radam_rho
 from adaptx._radam import scale_by_radam as scale_by_radam
 from adaptx._rmsprop import ScaleByRmsState as ScaleByRmsState
@@ -117,7 +129,17 @@ from adaptx._schedules import join_schedules as join_schedules
 from adaptx._schedules import linear_schedule as linear_schedule
 from adaptx._schedules import piecewise_constant_schedule as piecewise_constant_schedule
 from adaptx._schedules import polynomial_schedule as polynomial_schedule
+from adaptx._schedules import warmup_constant_schedule as warmup_constant_schedule
 from adaptx._schedules import warmup_cosine_decay_schedule as warmup_cosine_decay_schedule
+from adaptx._schedules import (
+    warmup_exponential_decay_schedule as warmup_exponential_decay_schedule,
+)
+from adaptx._schedules_cyclic import cosine_onecycle_schedule as cosine_onecycle_schedule
+from adaptx._schedules_cyclic import linear_onecycle_schedule as linear_onecycle_schedule
+from adaptx._schedules_cyclic import (
+    piecewise_interpolate_schedule as piecewise_interpolate_schedule,
+)
+from adaptx._schedules_cyclic import sgdr_schedule as sgdr_schedule
 from adaptx._sgd import EmaState as EmaState
 from adaptx._sgd import TraceState as TraceState
 from adaptx._sgd import ema as ema

@@ -61,6 +61,16 @@ def _is_vector(params):
     return jax.tree.map(lambda x: jnp.size(x) > 1, params)
 
 
+def _loss_fed(tx):
+    """``tx`` given ``value=`` (the updates' squared norm, a stand-in loss) on every update."""
+
+    def update(updates, state, params=None, **extra_args):
+        value = jnp.square(adaptx.global_norm(updates))
+        return tx.update(updates, state, params, value=value, **extra_args)
+
+    return adaptx.GradientTransformation(tx.init, update)
+
+
 def _size_labels(params):
     return jax.tree.map(lambda x: "vec" if jnp.size(x) > 1 else "scalar", params)
 
@@ -377,6 +387,65 @@ REGISTRY: list[Entry] = [
         ),
         complex_ok=True,
     ),
+    # --- beyond the seed papers (II): adafactor, transforms, plateau (issue 15) ---------
+    # adafactor scales each step by the parameters' RMS, so it needs params; its steps are
+    # relative (lr * RMS(x)), so Rosenbrock's needs a larger lr than Adam's absolute one.
+    Entry(
+        "adafactor",
+        lambda lr: adaptx.adafactor(lr),
+        needs_params=True,
+        rosenbrock_lr=1e-2,
+        complex_ok=True,
+    ),
+    # Factored statistics and momentum: small matrices factored (min_dim_size_to_factor=2).
+    # Its momentum buffer is float32 (optax's dtype_momentum), real: no complex params.
+    Entry(
+        "adafactor[factored,momentum]",
+        lambda lr: adaptx.adafactor(lr, min_dim_size_to_factor=2, momentum=0.9),
+        needs_params=True,
+        rosenbrock_lr=1e-2,
+    ),
+    Entry(
+        "scale_by_factored_rms",
+        lambda lr: adaptx.scale_by_factored_rms(min_dim_size_to_factor=2),
+        kind="direction",
+        complex_ok=True,
+    ),
+    Entry("centralize", lambda lr: adaptx.centralize(), kind="direction", complex_ok=True),
+    # Clipping Rosenbrock's early gradients (100x the parameters' norm) slows the descent
+    # into the valley: twice plain gradient descent's steps.
+    Entry(
+        "adaptive_grad_clip",
+        lambda lr: adaptx.adaptive_grad_clip(1.0),
+        kind="direction",
+        rosenbrock_steps=40000,
+        needs_params=True,
+        complex_ok=True,
+    ),
+    Entry(
+        "add_noise",
+        lambda lr: adaptx.add_noise(0.01, 0.55, key=0),
+        kind="direction",
+        complex_ok=True,
+    ),
+    # Steps of a fixed length never settle on a constant learning rate: no convergence test.
+    Entry(
+        "normalize_by_update_norm",
+        lambda lr: adaptx.normalize_by_update_norm(),
+        kind="other",
+        complex_ok=True,
+    ),
+    # reduce_on_plateau needs value= (the loss); _loss_fed passes the squared gradient norm.
+    # Rosenbrock's gradient norm plateaus in the valley: the scale halves once (min_scale),
+    # so twice the steps.
+    Entry(
+        "reduce_on_plateau",
+        lambda lr: _loss_fed(adaptx.reduce_on_plateau(factor=0.5, patience=20, min_scale=0.5)),
+        kind="direction",
+        rosenbrock_steps=40000,
+        complex_ok=True,
+    ),
+    # --- end beyond the seed papers (II) ---
 ]
 
 

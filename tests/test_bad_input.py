@@ -613,6 +613,11 @@ _VALID = {
     "slow_step_size": 0.5,
     "alpha": 5.0,  # ademamix_alpha_schedule
     "b3": 0.999,  # ademamix_b3_schedule
+    "clipping": 0.1,
+    "eta": 0.01,
+    "gamma": 0.55,
+    "key": 0,
+    "interpolate_type": "linear",
 }
 _TRANSFORM_ARGS = {"inner", "opt", "fast_optimizer", "inner_factory", "transform"}
 _NUMERIC_OPTIONAL = {"momentum", "b1_decay", "end_value", "momentum_decay", "learning_rate"}

@@ -81,8 +81,13 @@ def test_update_rejects_a_tree_unlike_init(entry, bad, match):
         tx.update(bad(_grads(params, 0)), state, params)
 
 
+# add_noise keeps a count and a PRNG key, nothing with the params' structure.
+_NO_TREE_IN_STATE = {"add_noise"}
 # Entries whose state keeps one flag per leaf: the structure is checked, not shapes.
 _STRUCTURE_ONLY = {"zero_nans"}
+# Entries whose state keeps a factored matrix's row and column statistics only: the
+# transpose of a matrix has statistics of the same shapes (other mismatches are caught).
+_TRANSPOSE_BLIND = {"scale_by_factored_rms"}
 
 
 def _keeps_a_tree(entry) -> bool:
@@ -92,6 +97,8 @@ def _keeps_a_tree(entry) -> bool:
     none: without ``params`` in ``update`` they check nothing, as optax's.
     """
     state = jax.eval_shape(entry.make(0.1).init, _params())
+    if entry.name in _NO_TREE_IN_STATE:
+        return False
     return any(len(x.shape) > 0 for x in jax.tree.leaves(state)) or entry.name in _STRUCTURE_ONLY
 
 
@@ -103,7 +110,7 @@ def test_update_without_params_checks_against_the_state(entry):
     tx = entry.make(0.1)
     state = tx.init(_params())
     grads = _grads(_params(), 0)
-    if entry.name not in _STRUCTURE_ONLY:
+    if entry.name not in _STRUCTURE_ONLY | _TRANSPOSE_BLIND:
         with pytest.raises(adaptx.TreeMismatchError, match=r"\['w'\]"):
             tx.update({**grads, "w": grads["w"].T}, state)
     with pytest.raises(adaptx.TreeMismatchError, match="structure"):
@@ -187,6 +194,9 @@ def test_resumed_training_is_bit_identical(entry, tmp_path):
 # Monotone step counters (int32 scalars) by field name; counters that reset (a
 # MultiSteps mini-step, lookahead's steps since sync) are left alone.
 _COUNTERS = ("count", "gradient_step", "total_notfinite")
+# Entries whose ``count`` is a window that restarts (reduce_on_plateau's, as optax's):
+# only the finiteness of the updates is checked at the int32 maximum.
+_WINDOW_COUNT = {"reduce_on_plateau"}
 
 
 def _is_counter(path, x):
@@ -217,6 +227,8 @@ def test_step_counter_saturates_and_updates_stay_finite(entry):
         updates, state = tx.update(_grads(params, k), state, params)
         for u in jax.tree.leaves(updates):
             assert bool(jnp.all(jnp.isfinite(u))), f"non-finite update at the int32 maximum: {u}"
+    if entry.name in _WINDOW_COUNT:
+        return
     for path, c in _counters(state):
         assert INT32_MAX - 1 <= int(c) <= INT32_MAX, (path, c)  # never wraps
         if path.endswith(".count"):  # incremented at every update: saturated

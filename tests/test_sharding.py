@@ -167,6 +167,12 @@ def _spec(spec: P, ndim: int) -> tuple:
     return tuple(spec) + (None,) * (ndim - len(spec))
 
 
+def _is_factored_statistic(path) -> bool:
+    """A factored statistic (adafactor's ``v_row``, ``v_col``) is a parameter with one axis
+    averaged out, sharded like the remaining axes: its shape may be another parameter's."""
+    return any(getattr(k, "name", None) in ("v_row", "v_col") for k in path)
+
+
 def _check_placement(tree, mesh, what: str) -> None:
     """Leaves shaped like a parameter are sharded like it; scalars are replicated."""
     by_shape = dict(LAYOUT.values())
@@ -175,9 +181,10 @@ def _check_placement(tree, mesh, what: str) -> None:
         where = what + jax.tree_util.keystr(path)
         assert isinstance(leaf, jax.Array), f"{where} is a {type(leaf).__name__}, not an array"
         assert leaf.sharding.device_set == devices, f"{where} is on {leaf.sharding}"
+        factored = _is_factored_statistic(path)
         if leaf.ndim == 0:
             assert leaf.sharding.is_fully_replicated, f"{where} is {leaf.sharding}"
-        elif leaf.shape in by_shape:
+        elif leaf.shape in by_shape and not factored:
             want = NamedSharding(mesh, by_shape[leaf.shape])
             assert leaf.sharding.is_equivalent_to(want, leaf.ndim), (
                 f"{where} {leaf.shape} is sharded {_spec(leaf.sharding.spec, leaf.ndim)}, "
@@ -214,6 +221,8 @@ def _check_specs(tree, what: str) -> None:
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
         where = what + jax.tree_util.keystr(path)
         got = _spec(leaf.sharding.spec, leaf.ndim) if leaf.sharding is not None else None
+        if _is_factored_statistic(path):
+            continue
         if leaf.ndim and leaf.shape in by_shape:
             assert got == _spec(by_shape[leaf.shape], leaf.ndim), f"{where}: {leaf.sharding}"
         else:
