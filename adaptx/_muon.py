@@ -509,14 +509,16 @@ def scale_by_shape(
 # --- muon -------------------------------------------------------------------------
 
 
-def _nesterov_adam(b1, b2, eps, eps_root, mu_dtype) -> GradientTransformation:
+def _nesterov_adam(b1, b2, eps, eps_root, mu_dtype, nu_dtype) -> GradientTransformation:
     """``scale_by_nadam(momentum_decay=None)`` with optax's state, ``ScaleByAdamState``.
 
     With a constant ``b1`` NAdam's product of momenta is never read, so the
     state keeps only ``count, mu, nu``, the leaves of optax's
     ``scale_by_adam(nesterov=True)`` (which ``optax.contrib.muon`` uses).
     """
-    inner = scale_by_nadam(b1, b2, eps, eps_root, momentum_decay=None, mu_dtype=mu_dtype)
+    inner = scale_by_nadam(
+        b1, b2, eps, eps_root, momentum_decay=None, mu_dtype=mu_dtype, nu_dtype=nu_dtype
+    )
 
     def init_fn(params: Params) -> ScaleByAdamState:
         s = inner.init(params)
@@ -542,6 +544,7 @@ def muon(
     weight_decay_mask: Any = None,
     mu_dtype: Any = None,
     *,
+    nu_dtype: Any = None,
     nesterov: bool = True,
     bias_correction: bool = False,
     ns_dtype: Any = None,
@@ -604,7 +607,7 @@ def muon(
     ``muon_weight_dimension_numbers``,              same names and meaning
     ``weight_decay(_mask)``, ``adam_*``,
     ``mu_dtype``, ``nesterov``
-    ``ns_dtype``                                    no mapping
+    ``ns_dtype``, ``nu_dtype``                      no mapping
     no mapping                                      ``adaptive``, ``preconditioning``,
                                                     ``ns_coeffs`` presets (strings)
     ==============================================  ====================================
@@ -618,6 +621,8 @@ def muon(
       ns_coeffs, ns_steps, beta, eps, mu_dtype, nesterov, bias_correction,
         ns_dtype: as in ``scale_by_muon``; ``eps``, ``mu_dtype`` and
         ``nesterov`` are also AdamW's.
+      nu_dtype: dtype of AdamW's second moment; ``None`` = the parameter's
+        (adaptx's own: optax's muon has none).
       weight_decay: decoupled weight decay of the Muon leaves, >= 0.
       weight_decay_mask: which Muon leaves to decay (see ``add_decayed_weights``).
       adam_b1, adam_b2, adam_eps_root: AdamW's hyper-parameters.
@@ -681,9 +686,11 @@ def muon(
             ) from e
 
     if nesterov:
-        adam_direction = _nesterov_adam(adam_b1, adam_b2, eps, adam_eps_root, mu_dtype)
+        adam_direction = _nesterov_adam(adam_b1, adam_b2, eps, adam_eps_root, mu_dtype, nu_dtype)
     else:
-        adam_direction = scale_by_adam(adam_b1, adam_b2, eps, adam_eps_root, mu_dtype=mu_dtype)
+        adam_direction = scale_by_adam(
+            adam_b1, adam_b2, eps, adam_eps_root, mu_dtype=mu_dtype, nu_dtype=nu_dtype
+        )
     muon_dims = MuonDimensionNumbers() if dims is None else dims
     return partition(
         {
