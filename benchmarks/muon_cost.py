@@ -21,13 +21,13 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
-import optax.contrib  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import optax.contrib
 
-import adaptx  # noqa: E402
+import adaptx
 
 
 def _time(tx, shape, repeats):

@@ -16,10 +16,10 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
+import jax
+import jax.numpy as jnp
 
-import adaptx  # noqa: E402
+import adaptx
 
 SHAPES = [(768,), (256, 256), (1024, 1024), (1024, 4096), (3, 3, 256, 256), (50304, 768)]
 
