@@ -479,6 +479,9 @@ def muon(
     check_learning_rate("adam_learning_rate", adam_learning_rate)
     check_nonnegative("weight_decay", weight_decay)
     check_nonnegative("adam_weight_decay", adam_weight_decay)
+    check_decay("adam_b1", adam_b1)
+    check_decay("adam_b2", adam_b2)
+    check_nonnegative("adam_eps_root", adam_eps_root)
     dims = muon_weight_dimension_numbers
 
     def labels(params: Any) -> Any:
