@@ -446,6 +446,21 @@ REGISTRY: list[Entry] = [
         complex_ok=True,
     ),
     # --- end beyond the seed papers (II) ---
+    # --- matrix-aware optimizers: Muon and SOAP (adaptx/_muon.py, adaptx/_soap.py) ---
+    # The contract's matrices (3 x 2 "w", the sharding suite's 4 x 8 and 8 x 4) go
+    # through Newton-Schulz / SOAP's rotations; vectors and scalars through the Adam
+    # fallbacks, which is what the parabola and Rosenbrock (1-D) exercise.
+    Entry("muon", lambda lr: adaptx.muon(lr), needs_params=True),
+    # max_precond_dim=4: the sharding suite's 4 x 8 and 8 x 4 matrices keep one factor,
+    # the 4 x 4 one, which is full rank from the first gradient. A factor of rank < its
+    # size (the 8 x 8 one of a 4 x 8 gradient) has a repeated zero eigenvalue whose
+    # eigenvectors are not unique: a sharded and a single-device run, which round
+    # differently, may pick different ones and then take different (equally valid)
+    # steps. The 3 x 2 contract matrix still has both factors.
+    Entry(
+        "soap", lambda lr: adaptx.soap(lr, max_precond_dim=4), needs_params=True, rosenbrock_lr=1e-3
+    ),
+    # --- end matrix-aware optimizers ---
 ]
 
 

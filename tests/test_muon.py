@@ -348,3 +348,16 @@ def test_state_from_shapes_alone():
 def test_bad_hyperparameters_raise_clear_errors(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_bfloat16_params_with_float32_momentum():
+    g32 = jnp.asarray(ref.matrix_sequence(3, 4, 6), jnp.float32).astype(jnp.bfloat16)
+    tx = adaptx.scale_by_muon(mu_dtype=jnp.float32)
+    s16, s32 = tx.init(g32[0]), tx.init(g32[0].astype(jnp.float32))
+    update = jax.jit(tx.update)
+    for g in g32:
+        u16, s16 = update(g, s16)
+        u32, s32 = update(g.astype(jnp.float32), s32)
+        assert u16.dtype == jnp.bfloat16 and s16.mu.dtype == jnp.float32
+        np.testing.assert_array_equal(s16.mu, s32.mu)
+        np.testing.assert_allclose(np.asarray(u16, np.float32), u32, rtol=2**-7, atol=2**-8)
