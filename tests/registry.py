@@ -268,6 +268,39 @@ REGISTRY: list[Entry] = [
         ),
         complex_ok=True,
     ),
+    # --- parameter-free and schedule-free (issue 16) -------------------------------
+    # Schedule-Free averages towards z (needs params); D-Adaptation and Prodigy estimate
+    # the step size (learning_rate is a multiplier on it, kept at its default 1).
+    Entry(
+        "schedule_free_adamw",
+        lambda lr: adaptx.schedule_free_adamw(lr, warmup_steps=5),
+        rosenbrock_lr=1e-2,
+        needs_params=True,
+    ),
+    Entry(
+        "schedule_free_sgd",
+        lambda lr: adaptx.schedule_free_sgd(lr),
+        rosenbrock_lr=2e-3,
+        rosenbrock_steps=40000,
+        needs_params=True,
+    ),
+    Entry(
+        "schedule_free[adam]",
+        lambda lr: adaptx.schedule_free(adaptx.adam(lr, b1=0.0), lr, b1=0.95),
+        rosenbrock_lr=1e-2,
+        needs_params=True,
+    ),
+    Entry("dadapt_adamw", lambda lr: adaptx.dadapt_adamw(), needs_params=True),
+    # Rosenbrock's curved valley is slow for a step size estimated from the distance to
+    # the start (d stays ~0.1): 60000 steps reach 0.3 from (1, 1), a loose tolerance.
+    Entry(
+        "prodigy",
+        lambda lr: adaptx.prodigy(),
+        rosenbrock_steps=60000,
+        rosenbrock_tol=0.4,
+        needs_params=True,
+    ),
+    # --- end parameter-free and schedule-free ---
     # --- fused optimizer steps (perf) ---------------------------------------------
     # adam, adamw and sgd with momentum above take the fused path (float32 params on
     # CPU); these keep the per-leaf chains they fuse under the same contract.
