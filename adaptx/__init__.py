@@ -70,6 +70,11 @@ from adaptx._masking import PartitionState as PartitionState
 from adaptx._masking import freeze as freeze
 from adaptx._masking import masked as masked
 from adaptx._masking import partition as partition
+from adaptx._muon import MuonDimensionNumbers as MuonDimensionNumbers
+from adaptx._muon import MuonState as MuonState
+from adaptx._muon import muon as muon
+from adaptx._muon import scale_by_muon as scale_by_muon
+from adaptx._muon import scale_by_shape as scale_by_shape
 from adaptx._numerics import bias_correction as bias_correction
 from adaptx._numerics import global_norm as global_norm
 from adaptx._numerics import safe_increment as safe_increment
@@ -110,6 +115,9 @@ from adaptx._sgd import sgd as sgd
 from adaptx._sgd import trace as trace
 from adaptx._signature import TreeMismatchError as TreeMismatchError
 from adaptx._signature import TreeSignature as TreeSignature
+from adaptx._soap import ScaleBySoapState as ScaleBySoapState
+from adaptx._soap import scale_by_soap as scale_by_soap
+from adaptx._soap import soap as soap
 from adaptx._updates import apply_updates as apply_updates
 from adaptx._updates import incremental_update as incremental_update
 from adaptx._weight_decay import add_decayed_weights as add_decayed_weights
