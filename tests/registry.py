@@ -38,6 +38,8 @@ class Entry:
     # Shapes/dtypes of updates equal the params' (False for transforms whose
     # contract is different, which must then say why in a comment).
     keeps_dtype: bool = True
+    # Sharded vs one-device runs (test_sharding.py): float32 sums in another order.
+    sharding_rtol: float = 2e-5
 
     def __str__(self) -> str:
         return self.name
@@ -290,7 +292,9 @@ REGISTRY: list[Entry] = [
         rosenbrock_lr=1e-2,
         needs_params=True,
     ),
-    Entry("dadapt_adamw", lambda lr: adaptx.dadapt_adamw(), needs_params=True),
+    # d is a running maximum of ratios of global sums: the reduction order of a sharded
+    # run (float32 rounding) moves it, and every step after, by ~1e-4 relative.
+    Entry("dadapt_adamw", lambda lr: adaptx.dadapt_adamw(), needs_params=True, sharding_rtol=2e-3),
     # Rosenbrock's curved valley is slow for a step size estimated from the distance to
     # the start (d stays ~0.1): 60000 steps reach 0.3 from (1, 1), a loose tolerance.
     Entry(
@@ -299,6 +303,7 @@ REGISTRY: list[Entry] = [
         rosenbrock_steps=60000,
         rosenbrock_tol=0.4,
         needs_params=True,
+        sharding_rtol=2e-3,
     ),
     # --- end parameter-free and schedule-free ---
     # --- fused optimizer steps (perf) ---------------------------------------------
