@@ -291,9 +291,10 @@ def _warmup(learning_rate: Any, warmup_steps: int | None, offset: int) -> Any:
         return learning_rate
 
     def schedule(count: jax.Array) -> jax.Array:
-        t = (jnp.asarray(count) + offset).astype(jnp.float32)
-        frac = jnp.minimum(t / warmup_steps, jnp.ones((), jnp.float32))
-        return hyperparam(learning_rate, jnp.float32) * frac
+        dt = jnp.dtype(jnp.result_type(float))  # float32, float64 under jax_enable_x64
+        t = (jnp.asarray(count) + offset).astype(dt)
+        frac = jnp.minimum(t / warmup_steps, jnp.ones((), dt))
+        return hyperparam(learning_rate, dt) * frac
 
     return schedule
 

@@ -38,6 +38,8 @@ class Entry:
     # Shapes/dtypes of updates equal the params' (False for transforms whose
     # contract is different, which must then say why in a comment).
     keeps_dtype: bool = True
+    # Sharded vs one-device runs (test_sharding.py): float32 sums in another order.
+    sharding_rtol: float = 2e-5
     # Non-finite gradients propagate: a NaN (or an Inf) in one gradient element
     # gives a non-finite update of that element at that step (test_nonfinite.py).
     # A transform that hides them on purpose says why here; an empty string
@@ -461,6 +463,45 @@ REGISTRY: list[Entry] = [
         "soap", lambda lr: adaptx.soap(lr, max_precond_dim=4), needs_params=True, rosenbrock_lr=1e-3
     ),
     # --- end matrix-aware optimizers ---
+    # --- parameter-free and schedule-free (issue 16) -------------------------------
+    # Schedule-Free averages towards z (needs params); D-Adaptation and Prodigy estimate
+    # the step size (learning_rate is a multiplier on it, kept at its default 1).
+    Entry(
+        "schedule_free_adamw",
+        lambda lr: adaptx.schedule_free_adamw(lr, warmup_steps=5),
+        rosenbrock_lr=1e-2,
+        needs_params=True,
+    ),
+    Entry(
+        "schedule_free_sgd",
+        lambda lr: adaptx.schedule_free_sgd(lr),
+        rosenbrock_lr=2e-3,
+        rosenbrock_steps=40000,
+        needs_params=True,
+    ),
+    Entry(
+        "schedule_free[adam]",
+        lambda lr: adaptx.schedule_free(adaptx.adam(lr, b1=0.0), lr, b1=0.95),
+        rosenbrock_lr=1e-2,
+        needs_params=True,
+    ),
+    # d is a running maximum of ratios of global sums: the reduction order of a sharded
+    # run (float32 rounding) moves it, and every step after. Prodigy stays within 2e-3;
+    # D-Adaptation's numerator is a sum of signed products that nearly cancel in the
+    # first steps, and its sharded runs differ by up to 5% on one coordinate after the
+    # sharding suite's steps: only structure, shardings and the rough numbers are checked.
+    Entry("dadapt_adamw", lambda lr: adaptx.dadapt_adamw(), needs_params=True, sharding_rtol=0.1),
+    # Rosenbrock's curved valley is slow for a step size estimated from the distance to
+    # the start (d stays ~0.1): 60000 steps reach 0.3 from (1, 1), a loose tolerance.
+    Entry(
+        "prodigy",
+        lambda lr: adaptx.prodigy(),
+        rosenbrock_steps=60000,
+        rosenbrock_tol=0.4,
+        needs_params=True,
+        sharding_rtol=2e-3,
+    ),
+    # --- end parameter-free and schedule-free ---
 ]
 
 
