@@ -288,7 +288,8 @@ def test_init_under_eval_shape(make):
     assert jax.tree.structure(abstract) == jax.tree.structure(concrete)
     for a, c in zip(jax.tree.leaves(abstract), jax.tree.leaves(concrete), strict=True):
         assert (a.shape, a.dtype) == (c.shape, c.dtype)
-    assert abstract.estim_lr.dtype == jnp.float32 if hasattr(abstract, "estim_lr") else True
+    if hasattr(abstract, "estim_lr"):
+        assert abstract.estim_lr.dtype == jnp.float32  # not the lowest params dtype (bfloat16)
 
 
 @pytest.mark.parametrize("make", [adaptx.prodigy, adaptx.dadapt_adamw])
