@@ -26,7 +26,7 @@ ratio, carries the float32 rounding into every later step. Measured on the
 test suite's small model after its sharded steps: Prodigy within 2e-3
 relative of the one-device run, D-Adaptation (whose numerator is a sum of
 signed products that nearly cancel in the first steps) up to 5% on single
-coordinates. Both are deterministic for a given sharding.
+coordinates.
 """
 
 from __future__ import annotations
