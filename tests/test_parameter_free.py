@@ -458,3 +458,17 @@ def test_bad_hyperparameters_raise(i):
 def test_update_without_params_raises(tx):
     with pytest.raises(ValueError, match="needs the parameters"):
         tx.update(jnp.ones(2), tx.init(jnp.ones(2)))
+
+
+def test_schedule_free_state_dtype_keeps_z_wide():
+    tx = adaptx.schedule_free_adamw(0.1, state_dtype=jnp.float32)
+    params = jnp.asarray(X1, jnp.bfloat16)
+    state = tx.init(params)
+    assert state.z.dtype == jnp.float32
+    u, state = jax.jit(tx.update)(jnp.ones_like(params), state, params)
+    assert u.dtype == jnp.bfloat16 and state.z.dtype == jnp.float32
+    # z accumulates in float32 the base step, which arrives in the parameters' dtype:
+    # -gamma * g / (|g| + eps) with g = 1, rounded to bfloat16 once.
+    step = float(jnp.asarray(-0.1, jnp.bfloat16))
+    z0 = np.asarray(params, np.float32)
+    np.testing.assert_array_equal(np.asarray(state.z), z0 + np.float32(step))
