@@ -18,6 +18,15 @@ buffers.
 The scalars ``estim_lr`` (``d``) and ``numerator_weighted`` are float32 (float64
 for float64 parameters); optax keeps them in the parameters' lowest dtype
 (bfloat16 for a model with any bfloat16 leaf). Real parameters only.
+
+Sharding: the inner products and the l1 norm are sums over every parameter;
+under sharded ``jit`` they are global (no axis name needed) but reduced in
+another order than on one device, and ``d``, a running maximum of their
+ratio, carries the float32 rounding into every later step. Measured on the
+test suite's small model after its sharded steps: Prodigy within 2e-3
+relative of the one-device run, D-Adaptation (whose numerator is a sum of
+signed products that nearly cancel in the first steps) up to 5% on single
+coordinates.
 """
 
 from __future__ import annotations

@@ -187,7 +187,10 @@ def schedule_free(
         the averaging weights only; the base optimizer applies its own.
       b1: the interpolation ``beta1`` in (0, 1].
       weight_lr_power: the power of ``lr_max`` in the weights, >= 0.
-      state_dtype: dtype of ``z``; ``None`` = the parameter's.
+      state_dtype: dtype of ``z``; ``None`` = the parameter's. The base
+        optimizer's update arrives in the parameter's dtype and is added to
+        ``z`` in ``state_dtype``: a float32 ``z`` for bfloat16 parameters keeps
+        small steps from being absorbed by a large ``z``.
       r: the power of ``t`` in the weights, >= 0.
 
     Returns:
