@@ -310,3 +310,58 @@ def piecewise_constant_schedule(
         return v
 
     return schedule
+
+
+def warmup_constant_schedule(init_value: float, peak_value: float, warmup_steps: int) -> Schedule:
+    """Linear warm-up from ``init_value`` to ``peak_value`` over ``warmup_steps``, then constant.
+
+    ``peak_value`` from ``count = warmup_steps`` on. Same as optax's, except
+    for ``warmup_steps = 0``: adaptx is then constant at ``peak_value``;
+    optax's linear schedule with no steps stays at ``init_value`` forever.
+
+    Example:
+      >>> import adaptx
+      >>> s = adaptx.warmup_constant_schedule(0.0, 1.0, warmup_steps=4)
+      >>> [float(s(c)) for c in (0, 2, 4, 100)]
+      [0.0, 0.5, 1.0, 1.0]
+    """
+    check_number("init_value", init_value)
+    check_number("peak_value", peak_value)
+    check_integer("warmup_steps", warmup_steps, 0)
+    if warmup_steps == 0:
+        return constant_schedule(peak_value)
+    return linear_schedule(init_value, peak_value, warmup_steps)
+
+
+def warmup_exponential_decay_schedule(
+    init_value: float,
+    peak_value: float,
+    warmup_steps: int,
+    transition_steps: int,
+    decay_rate: float,
+    transition_begin: int = 0,
+    staircase: bool = False,
+    end_value: float | None = None,
+) -> Schedule:
+    """Linear warm-up to ``peak_value``, then ``exponential_decay`` from it.
+
+    The decay restarts its count at ``warmup_steps``:
+    ``schedule(warmup_steps + c) = exponential_decay(peak_value, transition_steps,
+    decay_rate, transition_begin, staircase, end_value)(c)``. Same as optax's.
+
+    Example:
+      >>> import adaptx
+      >>> s = adaptx.warmup_exponential_decay_schedule(0.0, 1.0, 2, 10, 0.5)
+      >>> [float(s(c)) for c in (0, 1, 2, 12)]
+      [0.0, 0.5, 1.0, 0.5]
+    """
+    check_number("init_value", init_value)
+    check_number("peak_value", peak_value)
+    check_integer("warmup_steps", warmup_steps, 0)
+    decay = exponential_decay(
+        peak_value, transition_steps, decay_rate, transition_begin, staircase, end_value
+    )
+    if warmup_steps == 0:
+        return decay
+    warm = linear_schedule(init_value, peak_value, warmup_steps)
+    return join_schedules([warm, decay], [warmup_steps])

@@ -9,14 +9,14 @@ import jax
 import jax.numpy as jnp
 
 from adaptx._base import (
+    EmptyState,
     GradientTransformation,
     Params,
     check_stateless,
-    init_empty_state,
     is_mask_function,
 )
 from adaptx._numerics import _wide, compute_dtype, hyperparam
-from adaptx._validate import check_nonnegative
+from adaptx._validate import check_fits_params, check_nonnegative
 
 _NEEDS_PARAMS = (
     "add_decayed_weights needs the parameters: call tx.update(updates, state, params) "
@@ -106,4 +106,8 @@ def add_decayed_weights(
 
         return jax.tree.map(maybe, keep, updates, params), state
 
-    return GradientTransformation(init_empty_state, update_fn)
+    def init_fn(params: Params) -> EmptyState:
+        check_fits_params("weight_decay", weight_decay, params)
+        return EmptyState()
+
+    return GradientTransformation(init_fn, update_fn)
