@@ -28,14 +28,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from adaptx._adam import leaf_compute_dtype, widen
-from adaptx._base import EmptyState, GradientTransformation, Params, ScalarOrSchedule
+from adaptx._base import (
+    GradientTransformation,
+    Params,
+    ScalarOrSchedule,
+    check_stateless,
+    init_empty_state,
+)
 from adaptx._clipping import clip_by_block_rms
 from adaptx._combine import chain
 from adaptx._numerics import abs_sq, compute_dtype, hyperparam, safe_increment
 from adaptx._scale import scale, scale_by_learning_rate
 from adaptx._sgd import ema
 from adaptx._sharding import zeros_like
-from adaptx._signature import TreeMismatchError, check_like, check_structure, check_updates
+from adaptx._signature import TreeMismatchError, check_like, check_state, check_structure
 from adaptx._validate import (
     check_decay,
     check_dtype,
@@ -219,6 +225,7 @@ def scale_by_factored_rms(
 
     def check(updates, state, params):
         where = "scale_by_factored_rms"
+        check_state(where, state, FactoredState)
         check_structure(where, updates, state.v, params)
         treedef = jax.tree.structure(updates)
         rows, cols, vs = (treedef.flatten_up_to(t) for t in (state.v_row, state.v_col, state.v))
@@ -321,10 +328,10 @@ def scale_by_param_block_rms(min_scale: float | jax.Array = 1e-3) -> GradientTra
         del extra_args
         if params is None:
             raise ValueError(_NEEDS_PARAMS.format("scale_by_param_block_rms"))
-        check_updates("scale_by_param_block_rms", updates, None, params)
+        check_stateless("scale_by_param_block_rms", updates, state, params)
         return jax.tree.map(leaf, updates, params), state
 
-    return GradientTransformation(lambda params: EmptyState(), update_fn)
+    return GradientTransformation(init_empty_state, update_fn)
 
 
 def relative_step_size(max_rate: float = 1e-2) -> Callable[[jax.Array], jax.Array]:

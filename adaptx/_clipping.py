@@ -14,10 +14,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from adaptx import _native
-from adaptx._base import EmptyState, GradientTransformation, stateless
+from adaptx._base import GradientTransformation, check_stateless, init_empty_state, stateless
 from adaptx._numerics import _widen, abs_sq, compute_dtype, hyperparam, widest_compute_dtype
-from adaptx._signature import check_updates
 from adaptx._validate import check_nonnegative, check_positive
 
 
@@ -116,9 +114,7 @@ def clip_by_global_norm(
         norm = jnp.sqrt(sq)
         m = hyperparam(max_norm, norm.dtype)
         factor = m / jnp.maximum(norm, m)
-        out = jax.tree.map(lambda u: _scaled(u, factor), updates)
-        _native.remember_scaled(updates, out, factor)  # lets a fused optimizer skip the copy
-        return out
+        return jax.tree.map(lambda u: _scaled(u, factor), updates)
 
     return stateless(f, name="clip_by_global_norm")
 
@@ -258,7 +254,7 @@ def adaptive_grad_clip(
                 "adaptive_grad_clip needs the parameters: call tx.update(updates, state, "
                 "params) (with params), not tx.update(updates, state)"
             )
-        check_updates("adaptive_grad_clip", updates, None, params)
+        check_stateless("adaptive_grad_clip", updates, state, params)
         return jax.tree.map(leaf, updates, params), state
 
-    return GradientTransformation(lambda params: EmptyState(), update_fn)
+    return GradientTransformation(init_empty_state, update_fn)

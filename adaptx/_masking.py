@@ -25,7 +25,7 @@ from adaptx._base import (
     set_to_zero,
 )
 from adaptx._combine import _check_transform
-from adaptx._signature import check_updates
+from adaptx._signature import check_state, check_updates
 
 MaskOrFn = Any
 """A pytree of booleans (the params' structure or a prefix of it), or a callable returning one."""
@@ -138,6 +138,7 @@ def masked(inner: GradientTransformation, mask: MaskOrFn) -> GradientTransformat
         return MaskedState(inner_state=inner.init(mask_tree(params, m)))
 
     def update_fn(updates: Updates, state: MaskedState, params: Params | None = None, **extra_args):
+        check_state("masked", state, MaskedState)
         check_updates("masked", updates, None, params)
         m = resolve_mask(mask, updates if params is None else params)
         inner_params = None if params is None else mask_tree(params, m)
@@ -219,6 +220,7 @@ def partition(
         return PartitionState({k: group(labels, k).init(params) for k in transforms})
 
     def update_fn(updates, state: PartitionState, params=None, **extra_args):
+        check_state("partition", state, PartitionState)
         check_updates("partition", updates, None, params)
         labels = labels_for(updates if params is None else params)
         inner_states = {}

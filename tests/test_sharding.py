@@ -131,15 +131,13 @@ def _one_device(name: str):
 
     Run op by op, without ``jit``: an independent execution path, and cheap,
     since every entry uses the same shapes and the compiled primitives are shared.
-    On one CPU device the fused optimizers keep a flat state; it is compared in
-    the per-leaf layout that sharded params get (``fused_state_to_tree``).
     """
     tx = _optimizer(by_name(name))
     params, x, y = jax.tree.map(jnp.asarray, (PARAMS, X, Y))
     state = tx.init(params)
     for _ in range(STEPS):
         params, state, _ = _step(tx, params, state, x, y)
-    return jax.device_get((params, adaptx.fused_state_to_tree(state)))
+    return jax.device_get((params, state))
 
 
 def _assert_close(got, want) -> None:
