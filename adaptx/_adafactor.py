@@ -110,6 +110,15 @@ def _real(dtype: Any) -> np.dtype:
     return jnp.finfo(dtype).dtype if jnp.issubdtype(dtype, jnp.complexfloating) else dtype
 
 
+def _rsqrt_or_zero(x: jax.Array) -> jax.Array:
+    """``1 / sqrt(x)``, and 0 where ``x == 0`` exactly (all gradients 0 with ``epsilon = 0``).
+
+    Only true zeros are guarded: a NaN statistic gives a NaN factor.
+    """
+    zero = x == 0
+    return jnp.where(zero, jnp.zeros((), x.dtype), jax.lax.rsqrt(jnp.where(zero, 1, x)))
+
+
 def _paper_decay(step: jax.Array, exponent: Any, dtype: Any) -> jax.Array:
     """``1 - t**(-exponent)`` with ``t = step + 1``: the paper's ``beta2_hat_t``."""
     t = jnp.asarray(step).astype(dtype) + 1
@@ -266,7 +275,7 @@ def scale_by_factored_rms(
             fd = dims(jnp.shape(g))
             if fd is None:
                 v_new = b * v.astype(cdt) + (1 - b) * s
-                out = gw / jnp.sqrt(v_new).astype(gw.dtype)
+                out = gw * _rsqrt_or_zero(v_new).astype(gw.dtype)
                 return out.astype(g.dtype), r, c, v_new.astype(v.dtype)
             small, large = fd
             r_new = b * r.astype(cdt) + (1 - b) * jnp.mean(s, axis=large)
@@ -274,8 +283,11 @@ def scale_by_factored_rms(
             # r_new lacks the largest axis: the smaller one sits one place earlier if after it.
             r_axis = small - 1 if small > large else small
             r_norm = r_new / jnp.mean(r_new, axis=r_axis, keepdims=True)
-            denom = jnp.expand_dims(r_norm, large) * jnp.expand_dims(c_new, small)
-            out = gw / jnp.sqrt(denom).astype(gw.dtype)
+            # G / sqrt(r c) as G * r**-1/2 * c**-1/2: for a dead unit (a zero row and a zero
+            # column, statistics ~ epsilon) the product r c underflows to 0 in float32.
+            row = jnp.expand_dims(_rsqrt_or_zero(r_norm), large).astype(gw.dtype)
+            col = jnp.expand_dims(_rsqrt_or_zero(c_new), small).astype(gw.dtype)
+            out = gw * row * col
             return out.astype(g.dtype), r_new.astype(r.dtype), c_new.astype(c.dtype), v
 
         res = jax.tree.map(leaf, updates, state.v_row, state.v_col, state.v)

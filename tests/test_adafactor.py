@@ -284,6 +284,29 @@ def test_float16_zero_gradient_does_not_divide_zero_by_zero():
             assert x.dtype == jnp.float16 and bool(jnp.all(x == 0))
 
 
+def test_dead_units_give_zero_steps_not_nan():
+    # A zero row and a zero column (an input that is always 0, a dead ReLU unit): their
+    # statistics are ~epsilon = 1e-30 and r * c underflows in float32; the step must be 0.
+    g = np.random.default_rng(5).standard_normal((6, 8)).astype(np.float32)
+    g[2, :] = 0.0
+    g[:, 3] = 0.0
+    params = jnp.ones((6, 8))
+    ours = adaptx.scale_by_factored_rms(min_dim_size_to_factor=2)
+    theirs = optax.scale_by_factored_rms(min_dim_size_to_factor=2)
+    out, _ = ours.update(jnp.asarray(g), ours.init(params), params)
+    want, _ = theirs.update(jnp.asarray(g), theirs.init(params), params)
+    assert bool(jnp.all(jnp.isfinite(out)))
+    np.testing.assert_array_equal(np.asarray(out)[g == 0], 0.0)
+    np.testing.assert_allclose(out, want, rtol=1e-6)
+    # With epsilon = 0 a zero statistic is a true zero: still a zero step, not 0/0.
+    tx = adaptx.scale_by_factored_rms(min_dim_size_to_factor=2, epsilon=0.0)
+    out, _ = tx.update(jnp.asarray(g), tx.init(params), params)
+    np.testing.assert_array_equal(np.asarray(out)[g == 0], 0.0)
+    v = adaptx.scale_by_factored_rms(epsilon=0.0)
+    out, _ = v.update(jnp.zeros(3), v.init(jnp.zeros(3)))
+    np.testing.assert_array_equal(out, 0.0)
+
+
 def test_nan_gradient_gives_nan_update():
     tx = adaptx.adafactor(min_dim_size_to_factor=2)
     params = jnp.ones((3, 4))
