@@ -59,8 +59,8 @@ def _problems(nb: nbformat.NotebookNode) -> list[str]:
     return found
 
 
-def test_all_seven_notebooks_are_there():
-    assert [p.name[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(1, 8)], NOTEBOOKS
+def test_all_eight_notebooks_are_there():
+    assert [p.name[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(1, 9)], NOTEBOOKS
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
