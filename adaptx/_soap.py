@@ -133,6 +133,19 @@ def _refresh(m, v, factors, bases, method: str):
     return _rotate(m, new, back=False), v, new
 
 
+def _keep(m, v, factors, bases):
+    del factors
+    return m, v, bases
+
+
+def _refresh_qr(m, v, factors, bases):
+    return _refresh(m, v, factors, bases, "qr")
+
+
+def _refresh_eigh(m, v, factors, bases):
+    return _refresh(m, v, factors, bases, "eigh")
+
+
 def scale_by_soap(
     b1: float | jax.Array = 0.95,
     b2: float | jax.Array = 0.95,
@@ -318,14 +331,10 @@ def scale_by_soap(
                 for i, f in enumerate(factors)
             )
             if any(f is not None for f in factors):
-                keep = lambda m_, v_, fs, qs: (m_, v_, qs)
+                # Module-level branches: an eager switch compiles once, not per call.
                 m_new, v_new, bases = jax.lax.switch(
                     branch,
-                    [
-                        keep,
-                        functools.partial(_refresh, method=eigenbasis),
-                        functools.partial(_refresh, method="eigh"),
-                    ],
+                    [_keep, _refresh_qr if eigenbasis == "qr" else _refresh_eigh, _refresh_eigh],
                     m_new,
                     v_new,
                     factors,
