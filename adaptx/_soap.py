@@ -215,6 +215,9 @@ def scale_by_soap(
     sharding suite's 4 x 8 matrices, the parameters drift apart by ~1e-3
     after 20 steps. A single setup is deterministic.
 
+    Not offered: the reference code's ``merge_dims``, ``precondition_1d``,
+    ``normalize_grads`` and ``data_format`` options.
+
     Defaults are the reference code's: ``b1 = b2 = 0.95``,
     ``shampoo_beta = b2``, ``eps = 1e-8``, ``precondition_frequency = 10``,
     ``max_precond_dim = 10000``. optax 0.2.8 and torch 2.13 have no SOAP.
