@@ -55,9 +55,25 @@ class MuonDimensionNumbers(NamedTuple):
       reduction_axis: the axis (or axes) contracted with the input, ``fan_in``.
       output_axis: the axis (or axes) of the output, ``fan_out``.
 
-    Every other axis is a batch axis: one matrix per index. Negative axes
-    count from the end. The same type and fields as
-    ``optax.contrib.MuonDimensionNumbers``.
+    Every other axis is a batch axis: one matrix per index, orthogonalised
+    on its own. Several axes on one side are flattened together. Negative
+    axes count from the end. The same type and fields as
+    ``optax.contrib.MuonDimensionNumbers``. Typical layouts:
+
+    - a dense kernel ``(d_in, d_out)``: ``MuonDimensionNumbers(0, 1)`` (the default);
+    - a conv kernel ``(h, w, c_in, c_out)``: ``MuonDimensionNumbers((0, 1, 2), 3)``;
+    - a fused attention projection ``(d, 3, heads, head_dim)`` (q, k and v
+      orthogonalised apart): ``MuonDimensionNumbers(0, (2, 3))``;
+    - layers stacked for ``lax.scan``, ``(layers, d_in, d_out)``:
+      ``MuonDimensionNumbers(1, 2)``, one matrix per layer.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import adaptx
+      >>> params = {"conv": jnp.zeros((3, 3, 8, 16)), "bias": jnp.zeros(16)}
+      >>> dims = {"conv": adaptx.MuonDimensionNumbers((0, 1, 2), 3), "bias": None}
+      >>> tx = adaptx.muon(1e-3, muon_weight_dimension_numbers=dims)  # bias: AdamW
+      >>> state = tx.init(params)
     """
 
     reduction_axis: Sequence[int] | int = 0
