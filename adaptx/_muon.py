@@ -458,6 +458,9 @@ def muon(
         above); ``None`` = the 2-D leaves, as ``(fan_in, fan_out)``.
       consistent_rms: Moonlight's target RMS (> 0), or ``None`` for Jordan's factor.
 
+    With ``inject_hyperparams``, name ``ns_steps`` in ``static_args`` (it
+    sets the number of iterations); the other numbers can be run-time values.
+
     Returns:
       A ``GradientTransformation``; its ``update`` needs ``params`` when a
       weight decay is on.

@@ -413,6 +413,10 @@ def soap(
       weight_decay: decoupled weight decay, >= 0.
       mask: which parameters to decay (see ``add_decayed_weights``).
 
+    With ``inject_hyperparams``, name ``precondition_frequency`` and
+    ``max_precond_dim`` in ``static_args`` (they shape the program and the
+    state); the other numbers can be run-time values.
+
     Returns:
       A ``GradientTransformation``; its ``update`` needs ``params``.
 

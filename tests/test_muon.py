@@ -382,3 +382,13 @@ def test_scale_by_muon_matches_optax_scale_by_muon_with_dimension_numbers():
     want, _ = _optax_run(theirs, params, grads)
     for a, b in zip(got, want):
         jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=2e-5, atol=1e-7), a, b)
+
+
+def test_inject_hyperparams_is_bit_identical_with_ns_steps_static():
+    params = {"dense": PARAMS["dense"], "bias": PARAMS["bias"]}
+    grads = _tree_grads(params, 2, seed=5)
+    injected = adaptx.inject_hyperparams(adaptx.muon, static_args="ns_steps")(0.02)
+    got, _ = _run(injected, params, grads)
+    want, _ = _run(adaptx.muon(0.02), params, grads)
+    for a, b in zip(got, want):
+        jax.tree.map(np.testing.assert_array_equal, a, b)
