@@ -19,9 +19,15 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from adaptx._adam import ScaleByAdamState, init_first_moment, scale_by_adam, widen
-from adaptx._adam_variants import ScaleByNadamState, scale_by_nadam
-from adaptx._base import EmptyState, GradientTransformation, Params, ScalarOrSchedule
+from adaptx._adam import init_first_moment, scale_by_adam, widen
+from adaptx._adam_variants import scale_by_nadam
+from adaptx._base import (
+    EmptyState,
+    GradientTransformation,
+    Params,
+    ScalarOrSchedule,
+    check_stateless,
+)
 from adaptx._combine import chain
 from adaptx._masking import partition
 from adaptx._numerics import (
@@ -29,7 +35,6 @@ from adaptx._numerics import (
     hyperparam,
     one_minus_pow,
     safe_increment,
-    widest_compute_dtype,
 )
 from adaptx._orthogonalize import (
     NS_COEFFS,
@@ -45,7 +50,7 @@ from adaptx._orthogonalize import (
 )
 from adaptx._scale import scale_by_learning_rate
 from adaptx._sharding import shard_like
-from adaptx._signature import check_like, check_updates
+from adaptx._signature import check_like, check_state
 from adaptx._validate import (
     check_decay,
     check_dtype,
@@ -219,6 +224,7 @@ def scale_by_muon(
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
+        check_state("scale_by_muon", state, MuonState)
         if mu_dtype is None:
             check_like("scale_by_muon", updates, state.mu, "exact", params)
         else:
@@ -313,7 +319,7 @@ def scale_by_shape(
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
-        check_updates("scale_by_shape", updates, None, params)
+        check_stateless("scale_by_shape", updates, state, params)
         leaves, treedef = jax.tree.flatten(updates)
 
         def scale(u, d):
@@ -330,31 +336,6 @@ def scale_by_shape(
 
 
 # --- muon -------------------------------------------------------------------------
-
-
-def _nesterov_adam(b1, b2, eps, eps_root, mu_dtype, nu_dtype) -> GradientTransformation:
-    """``scale_by_nadam(momentum_decay=None)`` with optax's state, ``ScaleByAdamState``.
-
-    With a constant ``b1`` NAdam's product of momenta is never read, so the
-    state keeps only ``count, mu, nu``, the leaves of optax's
-    ``scale_by_adam(nesterov=True)`` (which ``optax.contrib.muon`` uses).
-    """
-    inner = scale_by_nadam(
-        b1, b2, eps, eps_root, momentum_decay=None, mu_dtype=mu_dtype, nu_dtype=nu_dtype
-    )
-
-    def init_fn(params: Params) -> ScaleByAdamState:
-        s = inner.init(params)
-        return ScaleByAdamState(count=s.count, mu=s.mu, nu=s.nu)
-
-    def update_fn(updates, state, params=None, **extra_args):
-        del extra_args
-        product = jnp.ones((), widest_compute_dtype(state.nu))
-        full = ScaleByNadamState(count=state.count, mu=state.mu, nu=state.nu, mu_product=product)
-        out, s = inner.update(updates, full, params)
-        return out, ScaleByAdamState(count=s.count, mu=s.mu, nu=s.nu)
-
-    return GradientTransformation(init_fn, update_fn)
 
 
 def muon(
@@ -518,7 +499,16 @@ def muon(
             ) from e
 
     if nesterov:
-        adam_direction = _nesterov_adam(adam_b1, adam_b2, eps, adam_eps_root, mu_dtype, nu_dtype)
+        # A constant b1: ScaleByAdamState, optax's scale_by_adam(nesterov=True) layout.
+        adam_direction = scale_by_nadam(
+            adam_b1,
+            adam_b2,
+            eps,
+            adam_eps_root,
+            momentum_decay=None,
+            mu_dtype=mu_dtype,
+            nu_dtype=nu_dtype,
+        )
     else:
         adam_direction = scale_by_adam(
             adam_b1, adam_b2, eps, adam_eps_root, mu_dtype=mu_dtype, nu_dtype=nu_dtype

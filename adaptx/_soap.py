@@ -52,6 +52,7 @@ from adaptx._combine import chain
 from adaptx._numerics import compute_dtype, hyperparam, one_minus_pow, safe_increment
 from adaptx._scale import scale_by_learning_rate
 from adaptx._sharding import gather_explicit, restore_explicit, shard_like
+from adaptx._signature import check_state
 from adaptx._validate import check_decay, check_integer, check_learning_rate, check_nonnegative
 from adaptx._weight_decay import add_decayed_weights
 
@@ -297,6 +298,7 @@ def scale_by_soap(
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
+        check_state("scale_by_soap", state, ScaleBySoapState)
         check_moment_updates("scale_by_soap", updates, state, mu_dtype, nu_dtype, params)
         count = safe_increment(state.count)
         t = jnp.maximum(count - 1, 1)  # the Adam step (the first call's output is masked)
