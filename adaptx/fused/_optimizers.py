@@ -173,7 +173,7 @@ class _Fused:
             cfg = (decay, apply)
         else:
             cfg = (self.momentum is not None, self.nesterov, apply)
-        native = _kernel.available()
+        native = jax.default_backend() == "cpu" and _kernel.available()
         new_flats, out = _maths.fused(self.kind, native, cfg, s, flats, g32, p_leaves)
         like = jax.tree.leaves(params) if apply else leaves
         out = [o.astype(jnp.result_type(x)) for o, x in zip(out, like)]
