@@ -52,7 +52,7 @@ from adaptx._numerics import (
     tree_update_moment_per_elem_norm,
 )
 from adaptx._sharding import zeros_like
-from adaptx._signature import check_like
+from adaptx._signature import check_like, check_state
 from adaptx._validate import check_decay, check_dtype, check_nonnegative, check_range
 
 # --- helpers shared by the Adam family ----------------------------------------
@@ -110,15 +110,19 @@ def divide(x: jax.Array, d: jax.Array) -> jax.Array:
 
 
 def divide_or_zero(x: jax.Array, d: jax.Array) -> jax.Array:
-    """``x / d`` where ``d > 0``, and 0 where ``d == 0`` (no 0/0, no x/0).
+    """``x / d``, and 0 where ``d == 0`` exactly (no 0/0, no x/0).
 
     A denominator ``sqrt(v) + eps`` is 0 only with ``eps = 0`` (or an ``eps``
     that underflows in a low-precision state) and ``v = 0``, i.e. for a
-    coordinate whose gradients have been 0: its step is 0.
+    coordinate whose gradients have been 0: its step is 0. Only a true zero is
+    guarded: a NaN or infinite ``d`` (from a non-finite gradient) gives a
+    non-finite quotient, so a bad gradient shows in the update, as in optax
+    and torch, instead of freezing the coordinate silently. Both ``where``s
+    keep the derivative through the guard finite too.
     """
-    positive = d > 0
-    q = divide(x, jnp.where(positive, d, jnp.ones((), d.dtype)))
-    return jnp.where(positive, q, jnp.zeros((), q.dtype))
+    zero = d == 0
+    q = divide(x, jnp.where(zero, jnp.ones((), d.dtype), d))
+    return jnp.where(zero, jnp.zeros((), q.dtype), q)
 
 
 def times(x: jax.Array, s: jax.Array) -> jax.Array:
@@ -304,6 +308,7 @@ def scale_by_adam(
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
+        check_state("scale_by_adam", state, ScaleByAdamState)
         check_moment_updates("scale_by_adam", updates, state, mu_dtype, nu_dtype, params)
         if b1_decay is None:
             count, mu, nu = update_moments(updates, state, b1, b2)
@@ -417,6 +422,7 @@ def scale_by_adamax(
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
+        check_state("scale_by_adamax", state, ScaleByAdamState)
         check_moment_updates("scale_by_adamax", updates, state, mu_dtype, nu_dtype, params)
         count = safe_increment(state.count)
         mu = tree_update_moment(updates, state.mu, b1, 1)

@@ -1,4 +1,12 @@
-"""Guards against non-finite updates: ``apply_if_finite`` and ``zero_nans``."""
+"""Guards against non-finite updates: ``apply_if_finite`` and ``zero_nans``.
+
+Every other transform lets a non-finite gradient through: a NaN or an Inf in a
+gradient element gives a non-finite update of that element (and, through the
+moments, of its later updates), as in optax and torch, so a bad step shows in
+the parameters and the loss. These two are the ways to act on it instead:
+``apply_if_finite`` skips the whole step, ``zero_nans`` zeroes the bad
+elements.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +18,7 @@ import jax.numpy as jnp
 from adaptx._base import GradientTransformation, OptState, Params, accepts_extra_args, call_update
 from adaptx._combine import _check_transform
 from adaptx._numerics import safe_increment
-from adaptx._signature import check_structure, check_updates
+from adaptx._signature import check_state, check_structure, check_updates
 
 
 class ApplyIfFiniteState(NamedTuple):
@@ -46,6 +54,10 @@ def apply_if_finite(
     on_limit: Literal["apply", "reset"] = "apply",
 ) -> GradientTransformation:
     """Skips steps whose updates contain a NaN or an Inf.
+
+    Without it (or ``zero_nans``) a non-finite gradient is not hidden: every
+    transform turns it into a non-finite update, as optax and torch do. Wrap
+    the optimizer in ``apply_if_finite`` to skip such steps instead.
 
     A step is *non-finite* when the incoming updates or the inner transform's
     outputs hold a NaN or an Inf anywhere. Such a step is skipped: the inner
@@ -113,6 +125,7 @@ def apply_if_finite(
         )
 
     def update_fn(updates, state: ApplyIfFiniteState, params=None, **extra_args):
+        check_state("apply_if_finite", state, ApplyIfFiniteState)
         check_updates("apply_if_finite", updates, None, params)
         new_updates, new_inner = call_update(
             inner, updates, state.inner_state, params, extra_args, takes_extra=takes_extra
@@ -145,22 +158,29 @@ def apply_if_finite(
 
 
 class ZeroNansState(NamedTuple):
-    """State of ``zero_nans``: per leaf, whether the last update had a NaN / an Inf.
+    """State of ``zero_nans``: per leaf, whether the last update had an element it zeroed.
+
+    One field, optax's layout.
 
     Attributes:
-      found_nan: a tree of bool scalars with the updates' structure.
-      found_inf: a tree of bool scalars; all ``False`` with ``include_inf=False``.
+      found_nan: a tree of bool scalars with the updates' structure: a NaN, or
+        with ``include_inf`` (the default) a NaN or an Inf, was zeroed.
     """
 
     found_nan: Any
-    found_inf: Any
 
 
 def zero_nans(*, include_inf: bool = True) -> GradientTransformation:
     """Replaces NaN (and, by default, +-Inf) update elements by zero.
 
-    The state records, per leaf, whether the last update held a NaN or an
-    Inf, so a training loop can log it; it is not used otherwise. optax's
+    Without it (or ``apply_if_finite``) a non-finite gradient is not hidden:
+    every transform turns it into a non-finite update, as optax and torch do.
+    Put ``zero_nans()`` first in a ``chain`` to clean the gradients before the
+    optimizer's moments see them (a NaN that reached a moment stays there).
+
+    The state records, per leaf, whether the last update held an element it
+    zeroed (``found_nan``: a NaN, or an Inf with ``include_inf``), so a
+    training loop can log it; it is not used otherwise. optax's
     ``zero_nans`` leaves Inf in place (``include_inf=False`` does the same):
     an Inf that reaches the parameters makes them Inf, and NaN at the next
     step, so zeroing only NaN rarely helps.
@@ -176,24 +196,20 @@ def zero_nans(*, include_inf: bool = True) -> GradientTransformation:
       >>> import adaptx
       >>> tx = adaptx.zero_nans()
       >>> u, state = tx.update(jnp.array([1.0, jnp.nan, -jnp.inf]), tx.init(jnp.zeros(3)))
-      >>> u, bool(state.found_nan), bool(state.found_inf)
-      (Array([1., 0., 0.], dtype=float32), True, True)
+      >>> u, bool(state.found_nan)
+      (Array([1., 0., 0.], dtype=float32), True)
     """
 
     def init_fn(params: Params) -> ZeroNansState:
-        no = jax.tree.map(lambda x: jnp.asarray(False), params)
-        return ZeroNansState(found_nan=no, found_inf=no)
+        return ZeroNansState(found_nan=jax.tree.map(lambda x: jnp.asarray(False), params))
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
+        check_state("zero_nans", state, ZeroNansState)
         check_structure("zero_nans", updates, state.found_nan, params)
-        nan = jax.tree.map(lambda u: jnp.any(jnp.isnan(u)), updates)
-        if include_inf:
-            inf = jax.tree.map(lambda u: jnp.any(jnp.isinf(u)), updates)
-        else:
-            inf = jax.tree.map(lambda u: jnp.asarray(False), updates)
         is_bad = (lambda u: ~jnp.isfinite(u)) if include_inf else jnp.isnan
+        found = jax.tree.map(lambda u: jnp.any(is_bad(u)), updates)
         updates = jax.tree.map(lambda u: jnp.where(is_bad(u), jnp.zeros_like(u), u), updates)
-        return updates, ZeroNansState(found_nan=nan, found_inf=inf)
+        return updates, ZeroNansState(found_nan=found)
 
     return GradientTransformation(init_fn, update_fn)

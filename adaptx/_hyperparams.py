@@ -28,7 +28,8 @@ import numpy as np
 from adaptx._base import GradientTransformation, OptState, Params, call_update
 from adaptx._combine import _check_transform
 from adaptx._numerics import safe_increment, widest_compute_dtype
-from adaptx._validate import check_decay, check_momentum, check_nonnegative
+from adaptx._signature import check_state
+from adaptx._validate import check_decay, check_fits_params, check_momentum, check_nonnegative
 
 
 class InjectHyperparamsState(NamedTuple):
@@ -209,6 +210,9 @@ def inject_hyperparams(
             return hp
 
         zero = lambda: jnp.zeros((), jnp.int32)  # a fresh buffer each time (donation)
+        f32 = jax.ShapeDtypeStruct((), jnp.float32)
+        for name, value in numeric.items():
+            check_fits_params(name, value, f32, what="the hyper-parameters' (float32 arrays)")
         _check_transform(build(current(zero(), numeric, jnp.float32)), "inner_factory's result")
 
         def init_fn(params: Params) -> InjectHyperparamsState:
@@ -216,6 +220,7 @@ def inject_hyperparams(
             return InjectHyperparamsState(zero(), hp, build(hp).init(params))
 
         def update_fn(updates, state: InjectHyperparamsState, params=None, **extra_args):
+            check_state("inject_hyperparams", state, InjectHyperparamsState)
             dtype = hp_dtype(updates if params is None else params)
             hp = current(state.count, state.hyperparams, dtype)
             new_updates, inner_state = call_update(

@@ -16,7 +16,7 @@ from adaptx._base import (
 )
 from adaptx._combine import _check_transform
 from adaptx._numerics import _widen, compute_dtype, hyperparam
-from adaptx._signature import check_like
+from adaptx._signature import check_like, check_state
 from adaptx._updates import apply_updates
 from adaptx._validate import check_range
 
@@ -103,6 +103,7 @@ def lookahead(
         )
 
     def update_fn(updates, state: LookaheadState, params=None, **extra_args):
+        check_state("lookahead", state, LookaheadState)
         if params is None:
             raise ValueError("lookahead needs params: call update(updates, state, params)")
         check_like("lookahead", updates, state.slow, "exact", params)

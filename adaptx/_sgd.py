@@ -20,7 +20,7 @@ from adaptx._numerics import (
     tree_zeros_like,
 )
 from adaptx._scale import scale_by_learning_rate
-from adaptx._signature import check_like
+from adaptx._signature import check_like, check_state
 from adaptx._validate import check_decay, check_dtype, check_momentum
 
 
@@ -173,6 +173,7 @@ def trace(
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
+        check_state("trace", state, TraceState)
         check_like("trace", updates, state.trace, mode, params)
         wide = jax.tree.map(new_buffer, updates, state.trace)
         out = jax.tree.map(output, updates, wide)
@@ -256,6 +257,7 @@ def ema(
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
+        check_state("ema", state, EmaState)
         check_like("ema", updates, state.ema, mode, params)
         new_ema = tree_update_moment(updates, state.ema, decay, 1)
         count = safe_increment(state.count)
