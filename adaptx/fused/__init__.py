@@ -39,8 +39,10 @@ pure-JAX maths runs (the kernel handles one state per call).
 **Sharding.** The flat buffers are not sharded: they are replicated, each
 device holding the whole vector (ZeRO-style sharding of a flat vector would
 not follow the params' own partitioning, and the kernel runs on one host
-memory). This suits data parallelism with replicated params; for sharded
-params, use the per-leaf aliases, whose state is sharded like the params.
+memory). This suits data parallelism with replicated params. Sharded params
+work (under explicit sharding each leaf is gathered and the results are
+resharded like it), but every device holds and updates the whole state: for
+sharded params use the per-leaf aliases, whose state is sharded like them.
 
 **Settings.** The aliases' signatures; settings outside one Adam or SGD loop
 (moment dtypes, ``b1_decay``, Adam's ``nesterov``, a weight-decay ``mask``)
