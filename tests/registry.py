@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 import adaptx
+import adaptx.fused
 
 
 @dataclasses.dataclass(frozen=True)
@@ -502,6 +503,10 @@ REGISTRY: list[Entry] = [
         sharding_rtol=2e-3,
     ),
     # --- end parameter-free and schedule-free ---
+    # --- adaptx.fused: flat float32 state, one pass (adaptx/fused) -------------------
+    Entry("fused.adamw", lambda lr: adaptx.fused.adamw(lr, weight_decay=1e-4), needs_params=True),
+    Entry("fused.sgd", lambda lr: adaptx.fused.sgd(lr, 0.9, nesterov=True), lr=0.02),
+    # --- end adaptx.fused ---
 ]
 
 

@@ -87,7 +87,8 @@ _NO_TREE_IN_STATE = {"add_noise"}
 _STRUCTURE_ONLY = {"zero_nans"}
 # Entries whose state keeps a factored matrix's row and column statistics only: the
 # transpose of a matrix has statistics of the same shapes (other mismatches are caught).
-_TRANSPOSE_BLIND = {"scale_by_factored_rms"}
+# adaptx.fused keeps flat buffers: without params, only the number of entries is checked.
+_TRANSPOSE_BLIND = {"scale_by_factored_rms", "fused.adamw", "fused.sgd"}
 
 
 def _keeps_a_tree(entry) -> bool:
