@@ -21,7 +21,7 @@ from adaptx._numerics import compute_dtype, hyperparam, safe_increment, widest_c
 from adaptx._rmsprop import scale_by_rms
 from adaptx._scale import scale_by_learning_rate
 from adaptx._sgd import sgd
-from adaptx._signature import check_like
+from adaptx._signature import check_like, check_state
 from adaptx._validate import (
     check_dtype,
     check_integer,
@@ -240,6 +240,7 @@ def schedule_free(
         )
 
     def update_fn(updates, state: ScheduleFreeState, params=None, **extra_args):
+        check_state("schedule_free", state, ScheduleFreeState)
         if params is None:
             raise ValueError(_NEEDS_PARAMS)
         check_like(
