@@ -84,7 +84,6 @@ from adaptx._masking import PartitionState as PartitionState
 from adaptx._masking import freeze as freeze
 from adaptx._masking import masked as masked
 from adaptx._masking import partition as partition
-from adaptx._muon import MuonDimensionNumbers as MuonDimensionNumbers
 from adaptx._muon import MuonState as MuonState
 from adaptx._muon import muon as muon
 from adaptx._muon import scale_by_muon as scale_by_muon
@@ -101,6 +100,7 @@ from adaptx._numerics import tree_update_infinity_moment as tree_update_infinity
 from adaptx._numerics import tree_update_moment as tree_update_moment
 from adaptx._numerics import tree_update_moment_per_elem_norm as tree_update_moment_per_elem_norm
 from adaptx._numerics import tree_zeros_like as tree_zeros_like
+from adaptx._orthogonalize import MuonDimensionNumbers as MuonDimensionNumbers
 from adaptx._plateau import ReduceLROnPlateauState as ReduceLROnPlateauState
 from adaptx._plateau import reduce_on_plateau as reduce_on_plateau
 from adaptx._radam import radam_rho as radam_rho

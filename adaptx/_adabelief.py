@@ -34,6 +34,7 @@ from adaptx._numerics import (
     tree_update_moment,
 )
 from adaptx._scale import scale_by_learning_rate
+from adaptx._signature import check_state
 
 
 class ScaleByBeliefState(NamedTuple):
@@ -133,6 +134,7 @@ def scale_by_belief(
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
+        check_state("scale_by_belief", state, ScaleByBeliefState)
         check_moment_updates("scale_by_belief", updates, state, mu_dtype, nu_dtype, params)
         count = safe_increment(state.count)
         mu = tree_update_moment(updates, state.mu, b1, 1)
@@ -190,7 +192,7 @@ def adabelief(
         chain(scale_by_belief(b1, b2, eps, eps_root, nesterov=nesterov, ...),
               scale_by_learning_rate(learning_rate))
 
-    ``learning_rate = 1e-3`` is the paper's (and its code's) default.
+    ``learning_rate = 1e-3`` is the default of the authors' code.
     ``optax.adabelief(lr, b1, b2, eps, eps_root, nesterov=n)`` is the same
     optimizer; see ``scale_by_belief`` for the equations and the ``eps``
     placement.

@@ -33,7 +33,7 @@ from adaptx._numerics import (
     tree_update_moment_per_elem_norm,
 )
 from adaptx._scale import scale_by_learning_rate
-from adaptx._signature import check_like
+from adaptx._signature import check_like, check_state
 from adaptx._validate import (
     check_decay,
     check_integer,
@@ -106,9 +106,8 @@ def scale_by_ademamix(
     ==================================  ===================================  ==============
     ``scale_by_ademamix(b1, b2, b3,     ``scale_by_ademamix(b1, b2, b3,      no AdEMAMix
     alpha, eps, eps_root)``             alpha, eps, eps_root)``
-    ``mu_dtype=d``                      ``mu_dtype=d`` (optax keeps ``nu``
-                                        in ``d`` too)
-    ``mu_dtype=d, nu_dtype=d``          ``mu_dtype=d``
+    ``mu_dtype=d, nu_dtype=d``          ``mu_dtype=d`` (optax keeps ``nu``
+                                        in ``d`` too: same state dtypes)
     ==================================  ===================================  ==============
 
     Args:
@@ -158,6 +157,7 @@ def scale_by_ademamix(
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
+        check_state("scale_by_ademamix", state, ScaleByAdemamixState)
         check_like("scale_by_ademamix", updates, state.m1, mode, params)
         b3_t = _value(b3, state.count_m2)
         alpha_t = _value(alpha, state.count_m2)

@@ -26,6 +26,7 @@ from adaptx._base import GradientTransformation, ScalarOrSchedule
 from adaptx._combine import chain
 from adaptx._numerics import abs_sq, hyperparam, safe_increment
 from adaptx._scale import scale_by_learning_rate
+from adaptx._signature import check_state
 
 
 def _quarter_root(t: jax.Array) -> jax.Array:
@@ -68,8 +69,10 @@ def scale_by_adopt(
     ``clip(x, c)`` limits each coordinate to ``[-c, c]`` with ``c_t =
     clip_value_fn(t) = t**0.25`` (the paper's stabilised variant, default
     of the authors' code and optax); ``use_clipping=False`` is Algorithm 1
-    without it. ``clip_value_fn`` gets ``t`` as a float array. Complex
-    updates: the modulus is clipped, the phase kept.
+    without it. ``clip_value_fn`` gets ``t`` as a float array (under
+    ``inject_hyperparams``, name it in ``static_args``: a callable is taken
+    for a schedule otherwise). Complex updates: the modulus is clipped, the
+    phase kept.
 
     Defaults ``b1 = 0.9``, ``b2 = 0.9999``, ``eps = 1e-6`` are the paper's.
     ``nesterov=True`` (optax's option, not in the paper) returns ``b1 m_t +
@@ -108,8 +111,8 @@ def scale_by_adopt(
       >>> tx = adaptx.scale_by_adopt()
       >>> state = tx.init(jnp.zeros(2))
       >>> out, state = tx.update(jnp.array([2.0, -4.0]), state)  # only v_0 = g**2
-      >>> out
-      Array([0., 0.], dtype=float32)
+      >>> out  # 0 * g
+      Array([ 0., -0.], dtype=float32)
       >>> out, state = tx.update(jnp.array([2.0, 4.0]), state)  # 0.1 * g / |g_0|
       >>> out
       Array([0.1, 0.1], dtype=float32)
@@ -125,6 +128,7 @@ def scale_by_adopt(
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
+        check_state("scale_by_adopt", state, ScaleByAdamState)
         check_moment_updates("scale_by_adopt", updates, state, mu_dtype, nu_dtype, params)
         first = state.count == 0
 
@@ -147,7 +151,9 @@ def scale_by_adopt(
             g2 = abs_sq(g_w)
             v_new = jnp.where(first, g2, bb * v_old + (1 - bb) * g2)
             m_new = jnp.where(first, widen(m, cdt), m_new)
-            out = jnp.where(first, jnp.zeros((), out.dtype), out)
+            # The first step only measures v_0; its zero direction is 0 * g, so a
+            # non-finite gradient still shows (0 * nan = 0 * inf = nan).
+            out = jnp.where(first, times(g_w, jnp.zeros((), cdt)), out)
             return out.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype)
 
         triples = jax.tree.map(step, updates, state.mu, state.nu)

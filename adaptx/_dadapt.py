@@ -18,6 +18,15 @@ buffers.
 The scalars ``estim_lr`` (``d``) and ``numerator_weighted`` are float32 (float64
 for float64 parameters); optax keeps them in the parameters' lowest dtype
 (bfloat16 for a model with any bfloat16 leaf). Real parameters only.
+
+Sharding: the inner products and the l1 norm are sums over every parameter;
+under sharded ``jit`` they are global (no axis name needed) but reduced in
+another order than on one device, and ``d``, a running maximum of their
+ratio, carries the float32 rounding into every later step. Measured on the
+test suite's small model after its sharded steps: Prodigy within 2e-3
+relative of the one-device run, D-Adaptation (whose numerator is a sum of
+signed products that nearly cancel in the first steps) up to 5% on single
+coordinates.
 """
 
 from __future__ import annotations
@@ -36,7 +45,7 @@ from adaptx._numerics import (
     widest_compute_dtype,
 )
 from adaptx._sharding import zeros_like
-from adaptx._signature import check_like
+from adaptx._signature import check_like, check_state
 from adaptx._validate import check_decay, check_learning_rate, check_nonnegative, check_positive
 
 _NEEDS_PARAMS = "{} needs the parameters: call tx.update(grads, state, params)"
@@ -122,6 +131,7 @@ def _dadapt(name, learning_rate, betas, eps, estim_lr0, weight_decay, bias_corre
 
     def update_fn(updates, state: DAdaptAdamWState, params=None, **extra_args):
         del extra_args
+        check_state("scale_by_dadapt_adamw", state, DAdaptAdamWState)
         if params is None:
             raise ValueError(_NEEDS_PARAMS.format(name))
         check_like(name, updates, state.exp_avg, "exact", params)
@@ -340,6 +350,7 @@ def _prodigy(
 
     def update_fn(updates, state: ProdigyState, params=None, **extra_args):
         del extra_args
+        check_state("scale_by_prodigy", state, ProdigyState)
         if params is None:
             raise ValueError(_NEEDS_PARAMS.format(name))
         check_like(name, updates, state.exp_avg, "exact", params)

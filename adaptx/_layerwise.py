@@ -12,13 +12,17 @@ import jax
 import jax.numpy as jnp
 
 from adaptx._adam import leaf_compute_dtype, scale_by_adam, times, widen
-from adaptx._base import EmptyState, GradientTransformation, ScalarOrSchedule
+from adaptx._base import (
+    GradientTransformation,
+    ScalarOrSchedule,
+    check_stateless,
+    init_empty_state,
+)
 from adaptx._combine import chain
 from adaptx._masking import masked
 from adaptx._numerics import abs_sq, hyperparam
 from adaptx._scale import scale_by_learning_rate
 from adaptx._sgd import check_nesterov, trace
-from adaptx._signature import check_updates
 from adaptx._validate import check_momentum, check_nonnegative
 from adaptx._weight_decay import add_decayed_weights
 
@@ -99,10 +103,10 @@ def scale_by_trust_ratio(
         del extra_args
         if params is None:
             raise ValueError(_NEEDS_PARAMS)
-        check_updates("scale_by_trust_ratio", updates, None, params)
+        check_stateless("scale_by_trust_ratio", updates, state, params)
         return jax.tree.map(scale_leaf, updates, params), state
 
-    return GradientTransformation(lambda params: EmptyState(), update_fn)
+    return GradientTransformation(init_empty_state, update_fn)
 
 
 def lars(

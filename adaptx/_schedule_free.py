@@ -21,7 +21,7 @@ from adaptx._numerics import compute_dtype, hyperparam, safe_increment, widest_c
 from adaptx._rmsprop import scale_by_rms
 from adaptx._scale import scale_by_learning_rate
 from adaptx._sgd import sgd
-from adaptx._signature import check_like
+from adaptx._signature import check_like, check_state
 from adaptx._validate import (
     check_dtype,
     check_integer,
@@ -187,7 +187,10 @@ def schedule_free(
         the averaging weights only; the base optimizer applies its own.
       b1: the interpolation ``beta1`` in (0, 1].
       weight_lr_power: the power of ``lr_max`` in the weights, >= 0.
-      state_dtype: dtype of ``z``; ``None`` = the parameter's.
+      state_dtype: dtype of ``z``; ``None`` = the parameter's. The base
+        optimizer's update arrives in the parameter's dtype and is added to
+        ``z`` in ``state_dtype``: a float32 ``z`` for bfloat16 parameters keeps
+        small steps from being absorbed by a large ``z``.
       r: the power of ``t`` in the weights, >= 0.
 
     Returns:
@@ -237,6 +240,7 @@ def schedule_free(
         )
 
     def update_fn(updates, state: ScheduleFreeState, params=None, **extra_args):
+        check_state("schedule_free", state, ScheduleFreeState)
         if params is None:
             raise ValueError(_NEEDS_PARAMS)
         check_like(
@@ -291,9 +295,10 @@ def _warmup(learning_rate: Any, warmup_steps: int | None, offset: int) -> Any:
         return learning_rate
 
     def schedule(count: jax.Array) -> jax.Array:
-        t = (jnp.asarray(count) + offset).astype(jnp.float32)
-        frac = jnp.minimum(t / warmup_steps, jnp.ones((), jnp.float32))
-        return hyperparam(learning_rate, jnp.float32) * frac
+        dt = jnp.dtype(jnp.result_type(float))  # float32, float64 under jax_enable_x64
+        t = (jnp.asarray(count) + offset).astype(dt)
+        frac = jnp.minimum(t / warmup_steps, jnp.ones((), dt))
+        return hyperparam(learning_rate, dt) * frac
 
     return schedule
 

@@ -14,12 +14,18 @@ import jax
 import jax.numpy as jnp
 
 from adaptx._adam import init_first_moment, leaf_compute_dtype, times, widen
-from adaptx._base import EmptyState, GradientTransformation, Params, ScalarOrSchedule
+from adaptx._base import (
+    GradientTransformation,
+    Params,
+    ScalarOrSchedule,
+    check_stateless,
+    init_empty_state,
+)
 from adaptx._combine import chain
 from adaptx._numerics import hyperparam, safe_increment, tree_update_moment
 from adaptx._scale import scale_by_learning_rate
 from adaptx._sgd import ema
-from adaptx._signature import check_like, check_updates
+from adaptx._signature import check_like, check_state
 from adaptx._validate import check_decay, check_dtype, check_positive
 from adaptx._weight_decay import add_decayed_weights
 
@@ -47,10 +53,10 @@ def scale_by_sign() -> GradientTransformation:
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
-        check_updates("scale_by_sign", updates, None, params)
+        check_stateless("scale_by_sign", updates, state, params)
         return jax.tree.map(jnp.sign, updates), state
 
-    return GradientTransformation(lambda params: EmptyState(), update_fn)
+    return GradientTransformation(init_empty_state, update_fn)
 
 
 def sign_sgd(learning_rate: ScalarOrSchedule) -> GradientTransformation:
@@ -102,9 +108,9 @@ def signum(
               scale_by_sign(),
               scale_by_learning_rate(learning_rate))
 
-    No bias correction: ``1 - beta**k > 0`` does not change a sign.
-    ``beta = 0.9`` is the momentum of the paper's experiments (and optax's
-    default); ``beta = 0`` is signSGD.
+    No bias correction: ``1 - beta**k > 0`` does not change a sign. The
+    paper leaves ``beta`` to the user; ``0.9`` is optax's default.
+    ``beta = 0`` is signSGD.
 
     =====================================  =======================================  ============
     adaptx                                 optax 0.2.8                              torch 2.13
@@ -238,6 +244,7 @@ def scale_by_lion(
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
+        check_state("scale_by_lion", state, ScaleByLionState)
         check_like("scale_by_lion", updates, state.mu, check_mode, params)
 
         def direction(g, m):

@@ -8,7 +8,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from adaptx._base import EmptyState, GradientTransformation, Params, check_stateless
+from adaptx._base import (
+    EmptyState,
+    GradientTransformation,
+    Params,
+    check_stateless,
+    is_mask_function,
+)
 from adaptx._numerics import _wide, compute_dtype, hyperparam
 from adaptx._validate import check_fits_params, check_nonnegative
 
@@ -93,7 +99,7 @@ def add_decayed_weights(
         check_stateless("add_decayed_weights", updates, state, params)
         if mask is None:
             return jax.tree.map(decay, updates, params), state
-        keep = mask(params) if callable(mask) else mask
+        keep = mask(params) if is_mask_function(mask) else mask
 
         def maybe(k: Any, u: Any, p: Any) -> Any:
             return jax.tree.map(decay, u, p) if _mask_leaf(k) else u

@@ -33,6 +33,7 @@ from adaptx._numerics import (
 )
 from adaptx._scale import scale_by_learning_rate
 from adaptx._sharding import full_like
+from adaptx._signature import check_state
 from adaptx._validate import check_nonnegative
 
 
@@ -63,9 +64,10 @@ def scale_by_yogi(
     Adam's ``v_t - v_{t-1} = (1 - b2) (g_t**2 - v_{t-1})`` grows with
     ``v_{t-1}``; Yogi's change has the same sign but the size of ``g_t**2``
     only, so ``v`` (and the effective step) changes slowly. ``v`` stays
-    non-negative. ``eps = 1e-3`` (much larger than Adam's) and ``v_0 =
-    initial_accumulator_value = 1e-6`` are the paper's recommendations, and
-    optax's defaults. The bias corrections are Adam's, as in optax.
+    non-negative. ``eps = 1e-3`` (much larger than Adam's) is the paper's
+    recommendation; ``v_0 = initial_accumulator_value = 1e-6`` is optax's
+    default (and TensorFlow Addons'). The bias corrections are Adam's, as in
+    optax.
 
     **optax starts the momentum at 1e-6 too.** ``optax.scale_by_yogi`` fills
     *both* ``mu`` and ``nu`` with ``initial_accumulator_value``; the paper
@@ -120,6 +122,7 @@ def scale_by_yogi(
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
+        check_state("scale_by_yogi", state, ScaleByAdamState)
         check_moment_updates("scale_by_yogi", updates, state, mu_dtype, nu_dtype, params)
         count = safe_increment(state.count)
         mu = tree_update_moment(updates, state.mu, b1, 1)

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 import adaptx
+import adaptx.fused
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +39,8 @@ class Entry:
     # Shapes/dtypes of updates equal the params' (False for transforms whose
     # contract is different, which must then say why in a comment).
     keeps_dtype: bool = True
+    # Sharded vs one-device runs (test_sharding.py): float32 sums in another order.
+    sharding_rtol: float = 2e-5
     # Non-finite gradients propagate: a NaN (or an Inf) in one gradient element
     # gives a non-finite update of that element at that step (test_nonfinite.py).
     # A transform that hides them on purpose says why here; an empty string
@@ -231,16 +234,35 @@ REGISTRY: list[Entry] = [
         rosenbrock_lr=3e-4,
         rosenbrock_tol=0.35,
         complex_ok=True,
+        hides_inf="sign(+-inf) = +-1: an infinite element takes a full-length step (as optax)",
     ),
-    Entry("signum", lambda lr: adaptx.signum(lr), lr=3e-3, complex_ok=True),
-    Entry("lion", lambda lr: adaptx.lion(lr), lr=5e-3, complex_ok=True),
+    Entry(
+        "signum",
+        lambda lr: adaptx.signum(lr),
+        lr=3e-3,
+        complex_ok=True,
+        hides_inf="sign(+-inf) = +-1: an infinite element takes a full-length step (as optax)",
+    ),
+    Entry(
+        "lion",
+        lambda lr: adaptx.lion(lr),
+        lr=5e-3,
+        complex_ok=True,
+        hides_inf="sign(+-inf) = +-1: an infinite element takes a full-length step (as optax)",
+    ),
     Entry("adabelief", lambda lr: adaptx.adabelief(lr), complex_ok=True),
     # Yogi's eps = 1e-3 is large next to Rosenbrock's gradients near the optimum: lr 1e-2.
     Entry("yogi", lambda lr: adaptx.yogi(lr), rosenbrock_lr=1e-2, complex_ok=True),
     # ADOPT divides by the second moment of the steps before: with the default b2 = 0.9999 it
     # remembers Rosenbrock's first, large gradients for ~10^4 steps (0.48 from the optimum after
     # 20000 steps with lr = 1e-2); b2 = 0.999 gets there (3e-5 with lr = 3e-3).
-    Entry("adopt", lambda lr: adaptx.adopt(lr, b2=0.999), rosenbrock_lr=3e-3, complex_ok=True),
+    Entry(
+        "adopt",
+        lambda lr: adaptx.adopt(lr, b2=0.999),
+        rosenbrock_lr=3e-3,
+        complex_ok=True,
+        hides_inf="its clipping maps an infinite normalised gradient to +-t**0.25 (as optax)",
+    ),
     Entry(
         "ademamix[warm-up schedules]",
         lambda lr: adaptx.ademamix(
@@ -427,6 +449,64 @@ REGISTRY: list[Entry] = [
         complex_ok=True,
     ),
     # --- end beyond the seed papers (II) ---
+    # --- matrix-aware optimizers: Muon and SOAP (adaptx/_muon.py, adaptx/_soap.py) ---
+    # The contract's matrices (3 x 2 "w", the sharding suite's 4 x 8 and 8 x 4) go
+    # through Newton-Schulz / SOAP's rotations; vectors and scalars through the Adam
+    # fallbacks, which is what the parabola and Rosenbrock (1-D) exercise.
+    Entry("muon", lambda lr: adaptx.muon(lr), needs_params=True),
+    # max_precond_dim=4: the sharding suite's 4 x 8 and 8 x 4 matrices keep one factor,
+    # the 4 x 4 one, which is full rank from the first gradient. A factor of rank < its
+    # size (the 8 x 8 one of a 4 x 8 gradient) has a repeated zero eigenvalue whose
+    # eigenvectors are not unique: a sharded and a single-device run, which round
+    # differently, may pick different ones and then take different (equally valid)
+    # steps. The 3 x 2 contract matrix still has both factors.
+    Entry(
+        "soap", lambda lr: adaptx.soap(lr, max_precond_dim=4), needs_params=True, rosenbrock_lr=1e-3
+    ),
+    # --- end matrix-aware optimizers ---
+    # --- parameter-free and schedule-free (issue 16) -------------------------------
+    # Schedule-Free averages towards z (needs params); D-Adaptation and Prodigy estimate
+    # the step size (learning_rate is a multiplier on it, kept at its default 1).
+    Entry(
+        "schedule_free_adamw",
+        lambda lr: adaptx.schedule_free_adamw(lr, warmup_steps=5),
+        rosenbrock_lr=1e-2,
+        needs_params=True,
+    ),
+    Entry(
+        "schedule_free_sgd",
+        lambda lr: adaptx.schedule_free_sgd(lr),
+        rosenbrock_lr=2e-3,
+        rosenbrock_steps=40000,
+        needs_params=True,
+    ),
+    Entry(
+        "schedule_free[adam]",
+        lambda lr: adaptx.schedule_free(adaptx.adam(lr, b1=0.0), lr, b1=0.95),
+        rosenbrock_lr=1e-2,
+        needs_params=True,
+    ),
+    # d is a running maximum of ratios of global sums: the reduction order of a sharded
+    # run (float32 rounding) moves it, and every step after. Prodigy stays within 2e-3;
+    # D-Adaptation's numerator is a sum of signed products that nearly cancel in the
+    # first steps, and its sharded runs differ by up to 5% on one coordinate after the
+    # sharding suite's steps: only structure, shardings and the rough numbers are checked.
+    Entry("dadapt_adamw", lambda lr: adaptx.dadapt_adamw(), needs_params=True, sharding_rtol=0.1),
+    # Rosenbrock's curved valley is slow for a step size estimated from the distance to
+    # the start (d stays ~0.1): 60000 steps reach 0.3 from (1, 1), a loose tolerance.
+    Entry(
+        "prodigy",
+        lambda lr: adaptx.prodigy(),
+        rosenbrock_steps=60000,
+        rosenbrock_tol=0.4,
+        needs_params=True,
+        sharding_rtol=2e-3,
+    ),
+    # --- end parameter-free and schedule-free ---
+    # --- adaptx.fused: flat float32 state, one pass (adaptx/fused) -------------------
+    Entry("fused.adamw", lambda lr: adaptx.fused.adamw(lr, weight_decay=1e-4), needs_params=True),
+    Entry("fused.sgd", lambda lr: adaptx.fused.sgd(lr, 0.9, nesterov=True), lr=0.02),
+    # --- end adaptx.fused ---
 ]
 
 
