@@ -191,6 +191,27 @@ def test_scale_by_factored_rms_matches_optax_on_rank3():
             np.testing.assert_allclose(a, b, rtol=1e-5)
 
 
+def test_decay_rate_fn_and_step_offset_match_optax():
+    # Zhai et al. (2021) cap the decay so the second moment keeps moving: a user schedule.
+    def capped(step, rate):
+        t = jnp.asarray(step, jnp.float32) + 1
+        return jnp.minimum(1.0 - t ** (-rate), 0.5)  # binds from t = 3 (1 - 3**-0.8 = 0.58)
+
+    params = {"w": jnp.ones((4, 6)), "b": jnp.ones(6)}
+    kw = dict(min_dim_size_to_factor=2, decay_rate=0.8, step_offset=2, decay_rate_fn=capped)
+    ours, theirs = adaptx.scale_by_factored_rms(**kw), optax.scale_by_factored_rms(**kw)
+    so, st = ours.init(params), theirs.init(params)._replace(count=jnp.asarray(2, jnp.int32))
+    so = so._replace(count=jnp.asarray(2, jnp.int32))
+    rng = np.random.default_rng(6)
+    for _ in range(6):
+        g = jax.tree.map(lambda x: jnp.asarray(rng.standard_normal(x.shape), jnp.float32), params)
+        uo, so = ours.update(g, so, params)
+        with jax.numpy_dtype_promotion("standard"):
+            ut, st = theirs.update(g, st, params)
+        for a, b in zip(jax.tree.leaves(uo), jax.tree.leaves(ut)):
+            np.testing.assert_allclose(a, b, rtol=1e-5)
+
+
 def test_complex_gradients_use_the_modulus():
     # optax's version fails on complex leaves under strict promotion; adaptx scales a
     # complex gradient by the statistics of |g|: same magnitudes as the real |g|, same phase.
