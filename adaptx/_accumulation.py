@@ -19,7 +19,7 @@ from adaptx._base import (
 from adaptx._combine import _check_transform
 from adaptx._numerics import _wide, safe_increment
 from adaptx._sharding import zeros_like
-from adaptx._signature import check_like
+from adaptx._signature import check_like, check_state
 
 
 class MultiStepsState(NamedTuple):
@@ -134,6 +134,7 @@ class MultiSteps(GradientTransformation):
             )
 
         def update_fn(updates, state: MultiStepsState, params=None, **extra_args):
+            check_state("MultiSteps", state, MultiStepsState)
             check_like("MultiSteps", updates, state.acc_grads, "kind", params)
             k = jnp.asarray(k_fn(state.gradient_step)).astype(jnp.int32)
             acc = jax.tree.map(lambda a, g: a + g.astype(a.dtype), state.acc_grads, updates)

@@ -23,11 +23,13 @@ from adaptx._numerics import (
     tree_update_moment_per_elem_norm,
 )
 from adaptx._scale import scale_by_learning_rate
+from adaptx._signature import check_state
 from adaptx._validate import (
     check_decay,
     check_dtype,
     check_positive,
 )
+from adaptx._weight_decay import add_decayed_weights
 
 
 class ScaleByAdaDeltaState(NamedTuple):
@@ -77,6 +79,8 @@ def scale_by_adadelta(
     Args:
       rho: decay rate of both averages, in [0, 1).
       eps: added under both roots, ``> 0``.
+      weight_decay: L2 coefficient ``>= 0`` added to the gradient.
+      weight_decay_mask: which parameters to decay (see ``add_decayed_weights``).
       nu_dtype: dtype of both averages; ``None`` = the
         parameter's (real part).
 
@@ -114,6 +118,7 @@ def scale_by_adadelta(
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
+        check_state("scale_by_adadelta", state, ScaleByAdaDeltaState)
         _check_second_moment("scale_by_adadelta", updates, state.e_g, nu_dtype, params)
         e_g = tree_update_moment_per_elem_norm(updates, state.e_g, rho, 2)
         dx = jax.tree.map(step, updates, e_g, state.e_x)
@@ -128,14 +133,21 @@ def adadelta(
     learning_rate: ScalarOrSchedule = 1.0,
     rho: float | jax.Array = 0.9,
     eps: float | jax.Array = 1e-6,
+    weight_decay: float | jax.Array = 0.0,
+    weight_decay_mask: Any = None,
     *,
     nu_dtype: Any = None,
 ) -> GradientTransformation:
     r"""AdaDelta (Zeiler 2012): ``u_t = -lr_t * dx_t`` with ``dx_t`` from ``scale_by_adadelta``.
 
-    The chain::
+    The chain (optax's, so the state has optax's layout)::
 
-        chain(scale_by_adadelta(rho, eps), scale_by_learning_rate(learning_rate))
+        chain(add_decayed_weights(weight_decay, weight_decay_mask),
+              scale_by_adadelta(rho, eps),
+              scale_by_learning_rate(learning_rate))
+
+    The weight decay is an L2 term added to the gradient before AdaDelta
+    (torch's ``weight_decay``); with the default 0 ``update`` needs no params.
 
     The paper has no learning rate (``lr = 1``, the default, as in torch).
     With its defaults this *descends*; ``optax.adadelta()`` with its default
@@ -146,6 +158,8 @@ def adadelta(
       learning_rate: a number, scalar array, or schedule ``count -> value``.
       rho: decay rate of both averages, in [0, 1).
       eps: added under both roots, ``> 0``.
+      weight_decay: L2 coefficient ``>= 0`` added to the gradient.
+      weight_decay_mask: which parameters to decay (see ``add_decayed_weights``).
       nu_dtype: dtype of both averages; ``None`` = the parameters' (real part).
 
     Returns:
@@ -170,5 +184,7 @@ def adadelta(
       https://arxiv.org/abs/1212.5701
     """
     return chain(
-        scale_by_adadelta(rho, eps, nu_dtype=nu_dtype), scale_by_learning_rate(learning_rate)
+        add_decayed_weights(weight_decay, weight_decay_mask),
+        scale_by_adadelta(rho, eps, nu_dtype=nu_dtype),
+        scale_by_learning_rate(learning_rate),
     )

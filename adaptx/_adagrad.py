@@ -24,6 +24,7 @@ from adaptx._numerics import (
     compute_dtype,
 )
 from adaptx._scale import scale_by_learning_rate
+from adaptx._signature import check_state
 from adaptx._validate import (
     check_dtype,
     check_nonnegative,
@@ -120,6 +121,7 @@ def scale_by_rss(
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
+        check_state("scale_by_rss", state, ScaleByRssState)
         _check_second_moment("scale_by_rss", updates, state.sum_of_squares, nu_dtype, params)
         wide = jax.tree.map(accumulate, updates, state.sum_of_squares)
         out = jax.tree.map(

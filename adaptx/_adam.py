@@ -52,7 +52,7 @@ from adaptx._numerics import (
     tree_update_moment_per_elem_norm,
 )
 from adaptx._sharding import zeros_like
-from adaptx._signature import check_like
+from adaptx._signature import check_like, check_state
 from adaptx._validate import check_decay, check_dtype, check_nonnegative, check_range
 
 # --- helpers shared by the Adam family ----------------------------------------
@@ -308,6 +308,7 @@ def scale_by_adam(
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
+        check_state("scale_by_adam", state, ScaleByAdamState)
         check_moment_updates("scale_by_adam", updates, state, mu_dtype, nu_dtype, params)
         if b1_decay is None:
             count, mu, nu = update_moments(updates, state, b1, b2)
@@ -421,6 +422,7 @@ def scale_by_adamax(
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
+        check_state("scale_by_adamax", state, ScaleByAdamState)
         check_moment_updates("scale_by_adamax", updates, state, mu_dtype, nu_dtype, params)
         count = safe_increment(state.count)
         mu = tree_update_moment(updates, state.mu, b1, 1)

@@ -14,7 +14,6 @@ from adaptx._adam import scale_by_adam, scale_by_adamax
 from adaptx._adam_variants import AmsgradVariant, scale_by_amsgrad, scale_by_nadam
 from adaptx._base import GradientTransformation, ScalarOrSchedule
 from adaptx._combine import chain
-from adaptx._fuse import adam_kernel, fuse
 from adaptx._radam import scale_by_radam
 from adaptx._scale import scale_by_learning_rate
 from adaptx._weight_decay import add_decayed_weights
@@ -96,22 +95,9 @@ def adam(
       Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015,
       https://arxiv.org/abs/1412.6980
     """
-    return fuse(  # one native pass on CPU, same numbers (adaptx._fuse)
-        chain(
-            _adam_direction(b1, b2, eps, eps_root, mu_dtype, nu_dtype, b1_decay, nesterov),
-            scale_by_learning_rate(learning_rate),
-        ),
-        adam_kernel(
-            b1,
-            b2,
-            eps,
-            eps_root,
-            learning_rate,
-            mu_dtype=mu_dtype,
-            nu_dtype=nu_dtype,
-            b1_decay=b1_decay,
-            nesterov=nesterov,
-        ),
+    return chain(
+        _adam_direction(b1, b2, eps, eps_root, mu_dtype, nu_dtype, b1_decay, nesterov),
+        scale_by_learning_rate(learning_rate),
     )
 
 
@@ -191,24 +177,10 @@ def adamw(
       Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019,
       https://arxiv.org/abs/1711.05101
     """
-    return fuse(  # one native pass on CPU, same numbers (adaptx._fuse)
-        chain(
-            _adam_direction(b1, b2, eps, eps_root, mu_dtype, nu_dtype, None, nesterov),
-            add_decayed_weights(weight_decay, mask),
-            scale_by_learning_rate(learning_rate),
-        ),
-        adam_kernel(
-            b1,
-            b2,
-            eps,
-            eps_root,
-            learning_rate,
-            weight_decay=weight_decay,
-            mask=mask,
-            mu_dtype=mu_dtype,
-            nu_dtype=nu_dtype,
-            nesterov=nesterov,
-        ),
+    return chain(
+        _adam_direction(b1, b2, eps, eps_root, mu_dtype, nu_dtype, None, nesterov),
+        add_decayed_weights(weight_decay, mask),
+        scale_by_learning_rate(learning_rate),
     )
 
 

@@ -14,10 +14,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from adaptx._adam import (
+    ScaleByAdamState,
     check_moment_hyperparams,
     check_moment_updates,
     divide,
     divide_or_zero,
+    init_adam_state,
     init_first_moment,
     init_second_moment,
     leaf_compute_dtype,
@@ -32,6 +34,7 @@ from adaptx._numerics import (
     one_minus_pow,
     safe_increment,
 )
+from adaptx._signature import check_state
 from adaptx._validate import check_nonnegative
 
 # --- AMSGrad ------------------------------------------------------------------
@@ -155,6 +158,7 @@ def scale_by_amsgrad(
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
+        check_state("scale_by_amsgrad", state, ScaleByAmsgradState)
         check_moment_updates("scale_by_amsgrad", updates, state, mu_dtype, nu_dtype, params)
         count, mu, nu = update_moments(updates, state, b1, b2)
 
@@ -282,7 +286,9 @@ def scale_by_nadam(
       nu_dtype: dtype of the second moment; ``None`` = the parameter's (real part).
 
     Returns:
-      A ``GradientTransformation`` with state ``ScaleByNadamState``.
+      A ``GradientTransformation`` with state ``ScaleByNadamState``; with
+      ``momentum_decay=None``, ``ScaleByAdamState`` (optax's layout: there is
+      no schedule product to keep).
 
     Raises:
       ValueError: for a concrete hyper-parameter out of range.
@@ -306,7 +312,12 @@ def scale_by_nadam(
     if momentum_decay is not None:
         check_nonnegative("momentum_decay", momentum_decay)
 
-    def init_fn(params: Params) -> ScaleByNadamState:
+    constant = momentum_decay is None
+    state_type = ScaleByAdamState if constant else ScaleByNadamState
+
+    def init_fn(params: Params) -> Any:
+        if constant:  # optax's layout: nothing to keep beyond Adam's moments
+            return init_adam_state(mu_dtype, nu_dtype)(params)
         return ScaleByNadamState(
             count=jnp.zeros((), jnp.int32),
             mu=init_first_moment(params, mu_dtype),
@@ -316,28 +327,28 @@ def scale_by_nadam(
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
+        check_state("scale_by_nadam", state, state_type)
         check_moment_updates("scale_by_nadam", updates, state, mu_dtype, nu_dtype, params)
         count, mu, nu = update_moments(updates, state, b1, b2)
-        pdt = state.mu_product.dtype
-        t = count.astype(pdt)
-        if momentum_decay is None:
-            mu_t = mu_next = hyperparam(b1, pdt)
-        else:
+        if not constant:
+            pdt = state.mu_product.dtype
+            t = count.astype(pdt)
             mu_t = _dozat_momentum(b1, momentum_decay, t, pdt)
             mu_next = _dozat_momentum(b1, momentum_decay, t + 1, pdt)
-        product = state.mu_product * mu_t
+            product = state.mu_product * mu_t
 
         @functools.cache
         def scalars(cdt):
-            if momentum_decay is None:
-                c_t = one_minus_pow(b1, count, cdt)
-                c_next = one_minus_pow(b1, safe_increment(count), cdt)
+            if constant:
+                b = hyperparam(b1, cdt)
+                w_g = (1 - b) / one_minus_pow(b1, count, cdt)
+                w_m = b / one_minus_pow(b1, safe_increment(count), cdt)
             else:
-                c_t = (1 - product).astype(cdt)
-                c_next = (1 - product * mu_next).astype(cdt)
+                w_g = (1 - mu_t).astype(cdt) / (1 - product).astype(cdt)
+                w_m = mu_next.astype(cdt) / (1 - product * mu_next).astype(cdt)
             return (
-                (1 - mu_t).astype(cdt) / c_t,
-                mu_next.astype(cdt) / c_next,
+                w_g,
+                w_m,
                 one_minus_pow(b2, count, cdt),
                 hyperparam(eps, cdt),
                 hyperparam(eps_root, cdt),
@@ -351,6 +362,8 @@ def scale_by_nadam(
             return divide_or_zero(m_bar, denom).astype(g.dtype)
 
         out = jax.tree.map(direction, updates, mu, nu)
+        if constant:
+            return out, ScaleByAdamState(count=count, mu=mu, nu=nu)
         return out, ScaleByNadamState(count=count, mu=mu, nu=nu, mu_product=product)
 
     return GradientTransformation(init_fn, update_fn)

@@ -9,6 +9,7 @@ plug into consumers such as flax's ``TrainState`` unchanged.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
@@ -16,7 +17,7 @@ from typing import Any, NamedTuple, Protocol
 import jax
 
 from adaptx._sharding import zeros_like
-from adaptx._signature import TreeSignature, check_updates, signature_of
+from adaptx._signature import check_state, check_updates
 
 Params = Any
 """A pytree of arrays: the model's parameters."""
@@ -63,61 +64,34 @@ class GradientTransformation(NamedTuple):
     update: TransformUpdateFn
 
 
-class _NoFields(NamedTuple):
-    pass
+class EmptyState(NamedTuple):
+    """The state of a transform that keeps none: a ``NamedTuple`` with no fields, as optax's.
 
-
-class EmptyState(_NoFields):
-    """The state of a transform that keeps none.
-
-    A ``NamedTuple`` with no fields and no leaves, as optax's. It may carry
-    the ``TreeSignature`` of the params it was initialised with
-    (``EmptyState.of(params)``), which ``update`` checks the updates against.
-    The signature is a static part of the tree structure: it has no leaves,
-    is not a field (``EmptyState() == EmptyState.of(params)``) and survives
-    ``jit``, ``pickle`` and ``jax.tree.map``. ``EmptyState()`` (and
-    ``EmptyState.of(None)``) carries none and checks nothing.
+    It has no leaves and records nothing about the params, so its tree
+    structure is the same whatever the params (a placeholder, ``nnx.Param``
+    variables, ``ShapeDtypeStruct``s): optax's tree utilities, flax NNX and
+    checkpoint libraries see the structure optax's ``EmptyState`` has.
+    Stateless transforms check their updates against ``params`` when
+    ``update`` receives them.
 
     Example:
       >>> import jax
-      >>> import jax.numpy as jnp
       >>> import adaptx
-      >>> state = adaptx.EmptyState.of({"w": jnp.zeros(3)})
-      >>> jax.tree.leaves(state), state == adaptx.EmptyState()
-      ([], True)
-      >>> state.signature.describe()
-      ["['w']: (3,) float32"]
+      >>> jax.tree.leaves(adaptx.EmptyState())
+      []
     """
 
-    @classmethod
-    def of(cls, params: Params) -> EmptyState:
-        """An ``EmptyState`` recording the signature of ``params`` (none for ``None``)."""
-        return cls._with(signature_of(params))
 
-    @classmethod
-    def _with(cls, signature: TreeSignature | None) -> EmptyState:
-        state = cls()
-        if signature is not None:
-            state.__dict__["signature"] = signature
-        return state
-
-    @property
-    def signature(self) -> TreeSignature | None:
-        """The ``TreeSignature`` recorded by ``init``, or ``None``."""
-        return self.__dict__.get("signature")
+def init_empty_state(params: Params) -> EmptyState:
+    """The ``init`` of a stateless transform: ``EmptyState()``, whatever the params."""
+    del params
+    return EmptyState()
 
 
-jax.tree_util.register_pytree_with_keys(
-    EmptyState,
-    lambda s: ((), s.signature),
-    lambda signature, _: EmptyState._with(signature),
-    lambda s: ((), s.signature),
-)
-
-
-def check_empty_state(where: str, updates: Updates, state: Any, params: Params | None) -> None:
-    """``check_updates`` for a stateless transform: against the state's signature and params."""
-    check_updates(where, updates, getattr(state, "signature", None), params)
+def check_stateless(where: str, updates: Updates, state: Any, params: Params | None) -> None:
+    """A stateless transform's ``update`` checks: its state, and the updates against params."""
+    check_state(where, state, EmptyState)
+    check_updates(where, updates, None, params)
 
 
 def accepts_extra_args(update: Callable[..., Any]) -> bool:
@@ -133,6 +107,23 @@ def accepts_extra_args(update: Callable[..., Any]) -> bool:
     except (TypeError, ValueError):  # builtins, C callables: be conservative
         return False
     return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
+
+
+def is_mask_function(mask_or_fn: Any) -> bool:
+    """Whether a mask (or labels) argument is a function to call, not a tree to use.
+
+    A callable that is also a pytree of data, such as an equinox ``Module``
+    with a ``__call__`` whose fields are the mask's booleans, is a tree: it is
+    called only when it has no leaves or one of its leaves is itself callable
+    (a plain function is its own single leaf). ``functools.partial`` objects
+    are pytrees whose leaves are their arguments; they are always functions.
+    """
+    if isinstance(mask_or_fn, functools.partial):
+        return True
+    if not callable(mask_or_fn):
+        return False
+    leaves = jax.tree.leaves(mask_or_fn)
+    return not leaves or any(callable(leaf) for leaf in leaves)
 
 
 def call_update(
@@ -157,7 +148,7 @@ def identity() -> GradientTransformation:
 
     Returns:
       A stateless ``GradientTransformation``; ``update`` checks the updates
-      against the params ``init`` saw (see ``EmptyState``).
+      against ``params`` when it gets them.
 
     Example:
       >>> import jax.numpy as jnp
@@ -169,10 +160,10 @@ def identity() -> GradientTransformation:
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
-        check_empty_state("identity", updates, state, params)
+        check_stateless("identity", updates, state, params)
         return updates, state
 
-    return GradientTransformation(EmptyState.of, update_fn)
+    return GradientTransformation(init_empty_state, update_fn)
 
 
 def stateless(
@@ -186,9 +177,9 @@ def stateless(
       name: the transform's name in error messages (default ``stateless(f's name)``).
 
     Returns:
-      A ``GradientTransformation`` whose state is ``EmptyState.of(params)``:
-      ``update`` checks that the updates (and ``params``, when given) have the
-      structure, shapes and dtypes ``init`` saw (``TreeMismatchError`` if not).
+      A ``GradientTransformation`` whose state is ``EmptyState()``: ``update``
+      checks that the updates have the structure, shapes and dtypes of
+      ``params`` when it gets them (``TreeMismatchError`` if not).
 
     Example:
       >>> import jax
@@ -203,10 +194,10 @@ def stateless(
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
-        check_empty_state(where, updates, state, params)
+        check_stateless(where, updates, state, params)
         return f(updates, params), state
 
-    return GradientTransformation(EmptyState.of, update_fn)
+    return GradientTransformation(init_empty_state, update_fn)
 
 
 def set_to_zero() -> GradientTransformation:

@@ -52,6 +52,13 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
         return tuple(tx.init(params) for tx in transforms)
 
     def update_fn(updates: Updates, state: tuple, params: Params | None = None, **extra_args):
+        if not isinstance(state, (tuple, list)) or hasattr(state, "_fields"):
+            got = "None" if state is None else type(state).__name__
+            raise TypeError(
+                f"chain of {len(transforms)} transforms: update expected the tuple of states "
+                f"its init returns, got {got}. Pass the state from init "
+                "(state = tx.init(params)) of this same optimizer."
+            )
         if len(state) != len(transforms):
             raise ValueError(
                 f"chain of {len(transforms)} transforms got a state with {len(state)} entries; "
@@ -95,6 +102,13 @@ def named_chain(*transforms: tuple[str, GradientTransformation]) -> GradientTran
         return {name: tx.init(params) for name, tx in transforms}
 
     def update_fn(updates: Updates, state: dict, params: Params | None = None, **extra_args):
+        if not isinstance(state, dict) or set(state) != set(names):
+            got = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise TypeError(
+                f"named_chain {names}: update expected the dict of states its init returns, "
+                f"got {got}. Pass the state from init (state = tx.init(params)) of this same "
+                "optimizer."
+            )
         new_state = {}
         for name, tx in transforms:
             updates, new_state[name] = call_update(

@@ -17,9 +17,8 @@ import jax.numpy as jnp
 
 from adaptx._base import GradientTransformation, OptState, Params, accepts_extra_args, call_update
 from adaptx._combine import _check_transform
-from adaptx._flat import init_like
 from adaptx._numerics import safe_increment
-from adaptx._signature import check_structure, check_updates
+from adaptx._signature import check_state, check_structure, check_updates
 
 
 class ApplyIfFiniteState(NamedTuple):
@@ -126,6 +125,7 @@ def apply_if_finite(
         )
 
     def update_fn(updates, state: ApplyIfFiniteState, params=None, **extra_args):
+        check_state("apply_if_finite", state, ApplyIfFiniteState)
         check_updates("apply_if_finite", updates, None, params)
         new_updates, new_inner = call_update(
             inner, updates, state.inner_state, params, extra_args, takes_extra=takes_extra
@@ -141,7 +141,7 @@ def apply_if_finite(
         if on_limit == "apply":
             take = jnp.logical_or(finite, at_limit)
         else:
-            fresh = init_like(inner, updates if params is None else params, state.inner_state)
+            fresh = inner.init(updates if params is None else params)
             kept_inner = jax.tree.map(lambda f, s: jnp.where(at_limit, f, s), fresh, kept_inner)
         out = jax.tree.map(lambda u: jnp.where(take, u, -jnp.zeros_like(u)), new_updates)
         inner_state = jax.tree.map(lambda n, s: jnp.where(take, n, s), new_inner, kept_inner)
@@ -158,15 +158,16 @@ def apply_if_finite(
 
 
 class ZeroNansState(NamedTuple):
-    """State of ``zero_nans``: per leaf, whether the last update had a NaN / an Inf.
+    """State of ``zero_nans``: per leaf, whether the last update had an element it zeroed.
+
+    One field, optax's layout.
 
     Attributes:
-      found_nan: a tree of bool scalars with the updates' structure.
-      found_inf: a tree of bool scalars; all ``False`` with ``include_inf=False``.
+      found_nan: a tree of bool scalars with the updates' structure: a NaN, or
+        with ``include_inf`` (the default) a NaN or an Inf, was zeroed.
     """
 
     found_nan: Any
-    found_inf: Any
 
 
 def zero_nans(*, include_inf: bool = True) -> GradientTransformation:
@@ -177,8 +178,9 @@ def zero_nans(*, include_inf: bool = True) -> GradientTransformation:
     Put ``zero_nans()`` first in a ``chain`` to clean the gradients before the
     optimizer's moments see them (a NaN that reached a moment stays there).
 
-    The state records, per leaf, whether the last update held a NaN or an
-    Inf, so a training loop can log it; it is not used otherwise. optax's
+    The state records, per leaf, whether the last update held an element it
+    zeroed (``found_nan``: a NaN, or an Inf with ``include_inf``), so a
+    training loop can log it; it is not used otherwise. optax's
     ``zero_nans`` leaves Inf in place (``include_inf=False`` does the same):
     an Inf that reaches the parameters makes them Inf, and NaN at the next
     step, so zeroing only NaN rarely helps.
@@ -194,24 +196,20 @@ def zero_nans(*, include_inf: bool = True) -> GradientTransformation:
       >>> import adaptx
       >>> tx = adaptx.zero_nans()
       >>> u, state = tx.update(jnp.array([1.0, jnp.nan, -jnp.inf]), tx.init(jnp.zeros(3)))
-      >>> u, bool(state.found_nan), bool(state.found_inf)
-      (Array([1., 0., 0.], dtype=float32), True, True)
+      >>> u, bool(state.found_nan)
+      (Array([1., 0., 0.], dtype=float32), True)
     """
 
     def init_fn(params: Params) -> ZeroNansState:
-        no = jax.tree.map(lambda x: jnp.asarray(False), params)
-        return ZeroNansState(found_nan=no, found_inf=no)
+        return ZeroNansState(found_nan=jax.tree.map(lambda x: jnp.asarray(False), params))
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
+        check_state("zero_nans", state, ZeroNansState)
         check_structure("zero_nans", updates, state.found_nan, params)
-        nan = jax.tree.map(lambda u: jnp.any(jnp.isnan(u)), updates)
-        if include_inf:
-            inf = jax.tree.map(lambda u: jnp.any(jnp.isinf(u)), updates)
-        else:
-            inf = jax.tree.map(lambda u: jnp.asarray(False), updates)
         is_bad = (lambda u: ~jnp.isfinite(u)) if include_inf else jnp.isnan
+        found = jax.tree.map(lambda u: jnp.any(is_bad(u)), updates)
         updates = jax.tree.map(lambda u: jnp.where(is_bad(u), jnp.zeros_like(u), u), updates)
-        return updates, ZeroNansState(found_nan=nan, found_inf=inf)
+        return updates, ZeroNansState(found_nan=found)
 
     return GradientTransformation(init_fn, update_fn)

@@ -28,6 +28,7 @@ import numpy as np
 from adaptx._base import GradientTransformation, OptState, Params, call_update
 from adaptx._combine import _check_transform
 from adaptx._numerics import safe_increment, widest_compute_dtype
+from adaptx._signature import check_state
 from adaptx._validate import check_decay, check_fits_params, check_momentum, check_nonnegative
 
 
@@ -219,6 +220,7 @@ def inject_hyperparams(
             return InjectHyperparamsState(zero(), hp, build(hp).init(params))
 
         def update_fn(updates, state: InjectHyperparamsState, params=None, **extra_args):
+            check_state("inject_hyperparams", state, InjectHyperparamsState)
             dtype = hp_dtype(updates if params is None else params)
             hp = current(state.count, state.hyperparams, dtype)
             new_updates, inner_state = call_update(

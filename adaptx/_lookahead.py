@@ -15,9 +15,8 @@ from adaptx._base import (
     call_update,
 )
 from adaptx._combine import _check_transform
-from adaptx._flat import init_like
 from adaptx._numerics import _widen, compute_dtype, hyperparam
-from adaptx._signature import check_like
+from adaptx._signature import check_like, check_state
 from adaptx._updates import apply_updates
 from adaptx._validate import check_range
 
@@ -104,6 +103,7 @@ def lookahead(
         )
 
     def update_fn(updates, state: LookaheadState, params=None, **extra_args):
+        check_state("lookahead", state, LookaheadState)
         if params is None:
             raise ValueError("lookahead needs params: call update(updates, state, params)")
         check_like("lookahead", updates, state.slow, "exact", params)
@@ -124,7 +124,7 @@ def lookahead(
         synced = apply_updates(params, out)
         slow = jax.tree.map(lambda n, s: jnp.where(sync, n, s), synced, state.slow)
         if reset_state:
-            fresh = init_like(fast_optimizer, params, fast_state)
+            fresh = fast_optimizer.init(params)
             fast_state = jax.tree.map(lambda f, s: jnp.where(sync, f, s), fresh, fast_state)
         return out, LookaheadState(
             fast_state=fast_state,

@@ -31,6 +31,7 @@ from adaptx._numerics import (
     one_minus_pow,
     safe_increment,
 )
+from adaptx._signature import check_state
 from adaptx._validate import check_range
 
 # --- rho_t --------------------------------------------------------------------
@@ -189,6 +190,7 @@ def scale_by_radam(
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
+        check_state("scale_by_radam", state, ScaleByAdamState)
         check_moment_updates("scale_by_radam", updates, state, mu_dtype, nu_dtype, params)
         count, mu, nu = update_moments(updates, state, b1, b2)
 

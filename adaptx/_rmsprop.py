@@ -31,7 +31,7 @@ from adaptx._numerics import (
 )
 from adaptx._scale import scale_by_learning_rate
 from adaptx._sgd import check_nesterov, trace
-from adaptx._signature import check_like
+from adaptx._signature import check_like, check_state
 from adaptx._validate import (
     check_decay,
     check_dtype,
@@ -68,7 +68,13 @@ _RMSPROP_PEERS = """
 
 
 class ScaleByRmsState(NamedTuple):
-    """State of ``scale_by_rms``: the update count (int32) and the average of ``|g|**2`` (real)."""
+    """State of ``scale_by_rms``: the average of ``|g|**2`` (real)."""
+
+    nu: Updates
+
+
+class ScaleByRmsWithCountState(NamedTuple):
+    """State of ``scale_by_rms(bias_correction=True)``: also the update count (int32)."""
 
     count: jax.Array
     nu: Updates
@@ -82,11 +88,14 @@ def _check_rms(decay: Any, eps: Any, initial_scale: Any, mu_dtype: Any, nu_dtype
     check_dtype("nu_dtype", nu_dtype)
 
 
-def _rms_scale(g, nu, decay, eps, eps_in_sqrt, bias_correction, count, mu=None):
-    """``g / denominator`` for RMSProp, centred when ``mu`` is given, in compute dtype."""
+def _rms_scale(g, nu, decay, eps, eps_in_sqrt, count=None, mu=None):
+    """``g / denominator`` for RMSProp, centred when ``mu`` is given, in compute dtype.
+
+    ``count`` is given with bias correction only.
+    """
     cdt = compute_dtype(nu.dtype)
     n = nu.astype(cdt)
-    c = one_minus_pow(decay, count, cdt) if bias_correction else None
+    c = None if count is None else one_minus_pow(decay, count, cdt)
     if c is not None:
         n = n / c
     if mu is not None:
@@ -139,7 +148,8 @@ def scale_by_rms(
       nu_dtype: dtype of ``v``; ``None`` = the parameter's (real part).
 
     Returns:
-      A ``GradientTransformation`` with state ``ScaleByRmsState``.
+      A ``GradientTransformation`` with state ``ScaleByRmsState``, or
+      ``ScaleByRmsWithCountState`` with ``bias_correction`` (optax's layouts).
 
     Example:
       >>> import jax.numpy as jnp
@@ -157,28 +167,41 @@ def scale_by_rms(
     """
     _check_rms(decay, eps, initial_scale, None, nu_dtype)
 
-    def init_fn(params: Params) -> ScaleByRmsState:
-        return ScaleByRmsState(
-            count=jnp.zeros((), jnp.int32), nu=_tree_full_real(params, initial_scale, nu_dtype)
-        )
+    state_type = ScaleByRmsWithCountState if bias_correction else ScaleByRmsState
+
+    def init_fn(params: Params) -> Any:
+        nu = _tree_full_real(params, initial_scale, nu_dtype)
+        if bias_correction:
+            return ScaleByRmsWithCountState(count=jnp.zeros((), jnp.int32), nu=nu)
+        return ScaleByRmsState(nu=nu)
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
+        check_state("scale_by_rms", state, state_type)
         _check_second_moment("scale_by_rms", updates, state.nu, nu_dtype, params)
         nu = tree_update_moment_per_elem_norm(updates, state.nu, decay, 2)
-        count = safe_increment(state.count)
+        count = safe_increment(state.count) if bias_correction else None
         out = jax.tree.map(
-            lambda g, n: _rms_scale(g, n, decay, eps, eps_in_sqrt, bias_correction, count),
+            lambda g, n: _rms_scale(g, n, decay, eps, eps_in_sqrt, count),
             updates,
             nu,
         )
-        return out, ScaleByRmsState(count=count, nu=nu)
+        if bias_correction:
+            return out, ScaleByRmsWithCountState(count=count, nu=nu)
+        return out, ScaleByRmsState(nu=nu)
 
     return GradientTransformation(init_fn, update_fn)
 
 
 class ScaleByStddevState(NamedTuple):
-    """State of ``scale_by_stddev``: count (int32), average of ``g`` and of ``|g|**2``."""
+    """State of ``scale_by_stddev``: the averages of ``g`` and of ``|g|**2``."""
+
+    mu: Updates
+    nu: Updates
+
+
+class ScaleByStddevWithCountState(NamedTuple):
+    """State of ``scale_by_stddev(bias_correction=True)``: also the update count (int32)."""
 
     count: jax.Array
     mu: Updates
@@ -234,7 +257,8 @@ def scale_by_stddev(
       nu_dtype: dtype of ``v``; ``None`` = the parameter's (real part).
 
     Returns:
-      A ``GradientTransformation`` with state ``ScaleByStddevState``.
+      A ``GradientTransformation`` with state ``ScaleByStddevState``, or
+      ``ScaleByStddevWithCountState`` with ``bias_correction`` (optax's layouts).
 
     Example:
       >>> import jax.numpy as jnp
@@ -255,29 +279,34 @@ def scale_by_stddev(
     """
     _check_rms(decay, eps, initial_scale, mu_dtype, nu_dtype)
 
-    def init_fn(params: Params) -> ScaleByStddevState:
-        return ScaleByStddevState(
-            count=jnp.zeros((), jnp.int32),
-            mu=init_first_moment(params, mu_dtype),
-            nu=_tree_full_real(params, initial_scale, nu_dtype),
-        )
+    state_type = ScaleByStddevWithCountState if bias_correction else ScaleByStddevState
+
+    def init_fn(params: Params) -> Any:
+        mu = init_first_moment(params, mu_dtype)
+        nu = _tree_full_real(params, initial_scale, nu_dtype)
+        if bias_correction:
+            return ScaleByStddevWithCountState(count=jnp.zeros((), jnp.int32), mu=mu, nu=nu)
+        return ScaleByStddevState(mu=mu, nu=nu)
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
+        check_state("scale_by_stddev", state, state_type)
         if mu_dtype is None:
             check_like("scale_by_stddev", updates, state.mu, "exact", params)
         else:
             _check_second_moment("scale_by_stddev", updates, state.nu, nu_dtype, params)
         mu = tree_update_moment(updates, state.mu, decay, 1)
         nu = tree_update_moment_per_elem_norm(updates, state.nu, decay, 2)
-        count = safe_increment(state.count)
+        count = safe_increment(state.count) if bias_correction else None
         out = jax.tree.map(
-            lambda g, m, n: _rms_scale(g, n, decay, eps, eps_in_sqrt, bias_correction, count, m),
+            lambda g, m, n: _rms_scale(g, n, decay, eps, eps_in_sqrt, count, m),
             updates,
             mu,
             nu,
         )
-        return out, ScaleByStddevState(count=count, mu=mu, nu=nu)
+        if bias_correction:
+            return out, ScaleByStddevWithCountState(count=count, mu=mu, nu=nu)
+        return out, ScaleByStddevState(mu=mu, nu=nu)
 
     return GradientTransformation(init_fn, update_fn)
 

@@ -12,10 +12,10 @@ from adaptx._base import (
     GradientTransformation,
     ScalarOrSchedule,
     Schedule,
-    check_empty_state,
+    check_stateless,
 )
 from adaptx._numerics import safe_increment
-from adaptx._signature import check_updates
+from adaptx._signature import check_state, check_updates
 from adaptx._validate import (
     check_fits_params,
     check_learning_rate,
@@ -39,8 +39,8 @@ def scale(step_size: float | jax.Array) -> GradientTransformation:
         keeps each leaf's dtype; an array is cast to each leaf's dtype.
 
     Returns:
-      A stateless ``GradientTransformation`` (state ``EmptyState.of(params)``;
-      ``update`` checks the updates' structure, shapes and dtypes).
+      A stateless ``GradientTransformation`` (state ``EmptyState()``; ``update``
+      checks the updates' structure, shapes and dtypes against ``params``).
 
     Raises:
       ValueError: for a NaN or infinite ``step_size``, or a non-scalar array;
@@ -63,11 +63,11 @@ def _scale(factor: Any, name: str, given: Any) -> GradientTransformation:
 
     def init_fn(params: Any) -> EmptyState:
         check_fits_params(name, given, params)
-        return EmptyState.of(params)
+        return EmptyState()
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
-        check_empty_state("scale", updates, state, params)
+        check_stateless("scale", updates, state, params)
         return jax.tree.map(lambda g: _mul(g, factor), updates), state
 
     return GradientTransformation(init_fn, update_fn)
@@ -87,8 +87,7 @@ def scale_by_schedule(step_size_fn: Schedule) -> GradientTransformation:
     construction (a finite scalar) when it can be computed eagerly.
 
     The state keeps only the count, so ``update`` checks the updates' tree
-    against ``params`` when it gets them (an enclosing ``chain`` with a
-    stateful transform checks against the state too).
+    against ``params`` when it gets them.
 
     Args:
       step_size_fn: a schedule, ``count -> scalar``.
@@ -121,6 +120,7 @@ def _scale_by_schedule(fn: Schedule, name: str, given: Schedule) -> GradientTran
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
+        check_state("scale_by_schedule", state, ScaleByScheduleState)
         check_updates("scale_by_schedule", updates, None, params)
         step = fn(state.count)
         updates = jax.tree.map(lambda g: jnp.asarray(step).astype(g.dtype) * g, updates)

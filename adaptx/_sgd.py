@@ -9,7 +9,6 @@ import jax.numpy as jnp
 
 from adaptx._base import GradientTransformation, Params, ScalarOrSchedule, Updates, identity
 from adaptx._combine import chain
-from adaptx._fuse import fuse, momentum_kernel
 from adaptx._numerics import (
     _wide,
     bias_correction,
@@ -21,7 +20,7 @@ from adaptx._numerics import (
     tree_zeros_like,
 )
 from adaptx._scale import scale_by_learning_rate
-from adaptx._signature import check_like
+from adaptx._signature import check_like, check_state
 from adaptx._validate import check_decay, check_dtype, check_momentum
 
 
@@ -174,6 +173,7 @@ def trace(
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
+        check_state("trace", state, TraceState)
         check_like("trace", updates, state.trace, mode, params)
         wide = jax.tree.map(new_buffer, updates, state.trace)
         out = jax.tree.map(output, updates, wide)
@@ -257,6 +257,7 @@ def ema(
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
+        check_state("ema", state, EmaState)
         check_like("ema", updates, state.ema, mode, params)
         new_ema = tree_update_moment(updates, state.ema, decay, 1)
         count = safe_increment(state.count)
@@ -325,14 +326,9 @@ def sgd(
     if momentum is not None:
         check_momentum("momentum", momentum)
     check_nesterov(momentum, nesterov)
-    return fuse(  # one native pass on CPU, same numbers (adaptx._fuse)
-        chain(
-            trace(momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype)
-            if momentum is not None
-            else identity(),
-            scale_by_learning_rate(learning_rate),
-        ),
-        momentum_kernel(
-            learning_rate, momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype
-        ),
+    return chain(
+        trace(momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype)
+        if momentum is not None
+        else identity(),
+        scale_by_learning_rate(learning_rate),
     )

@@ -1,25 +1,29 @@
-"""Tree signatures: the structure, shapes and dtypes an optimizer was built for.
+"""Tree checks: updates must have the structure, shapes and dtypes of the params.
 
-``init(params)`` sees the parameters; every later ``update(updates, state,
-params)`` must get updates of the same tree structure, shapes and dtypes.
 optax checks none of this for stateless transforms (a gradient tree of
 another structure or shape goes through silently, and a shape that
 broadcasts changes the numbers), and stateful ones fail deep inside
 ``jax.tree.map`` with a message that names neither the leaf nor the
-transform. adaptx checks it in one place, ``check_updates``, called by every
-transform's ``update``:
+transform. adaptx checks in each stage's ``update``, against what that stage
+already holds, so the error names the transform that saw the mismatch:
 
-- against the tree the state was built for: stateless transforms record a
-  ``TreeSignature`` of the params in their ``EmptyState`` (a static part of
-  the state: no leaves, nothing to save, no run-time cost); stateful ones
-  compare with their moment trees;
-- against ``params`` when ``update`` receives them.
+- ``check_state``: the state is the one this transform's ``init`` makes (not
+  ``None``, not another optimizer's state);
+- stateful transforms compare the updates with their moment trees
+  (``check_like``), whose structure and shapes ``init`` made from the params;
+- every transform compares the updates with ``params`` when ``update``
+  receives them (``check_updates``).
 
-Under ``jit`` all of it happens at trace time: shapes and dtypes are static,
-so a compiled step pays nothing. Inside ``shard_map`` (or ``pmap``), where
-each device sees a block of every array, a state initialised outside on the
-whole parameters accepts updates whose every dimension divides the recorded
-one; moments and ``params`` passed in are blocks too and are compared exactly.
+A state records nothing else: its structure follows from the params' tree
+structure, shapes and dtypes alone, so ``init`` on a placeholder, on
+``jax.ShapeDtypeStruct``s or on flax ``nnx.Variable``s gives what optax's
+namesake gives, and checkpoints and tree utilities see optax's layout.
+Stateless transforms given no ``params`` check nothing (as optax). Under
+``jit`` all of it happens at trace time: shapes and dtypes are static, so a
+compiled step pays nothing. Inside ``shard_map`` (or ``pmap``), where each
+device sees a block of every array, a state initialised outside on the whole
+parameters accepts updates whose every dimension divides the recorded one;
+moments and ``params`` passed in are blocks too and are compared exactly.
 
 **Dtype policy.** The updates must have the parameters' dtypes. A float32
 gradient for bfloat16 parameters raises (as does the reverse, which would
@@ -118,14 +122,11 @@ def _paths(treedef: Any) -> list[str]:
     return [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(dummy)[0]]
 
 
-@jax.tree_util.register_static
 class TreeSignature:
     """The tree structure, leaf shapes and allowed leaf dtypes of a pytree.
 
-    Hashable and comparable, and registered as a *static* pytree node: inside
-    a state it has no leaves, so it costs nothing to carry, is never saved as
-    data, and is part of the state's tree structure (``jax.tree.structure``),
-    which is what ``jit`` caches on.
+    Hashable and comparable; ``check`` raises ``TreeMismatchError`` naming the
+    first leaf of another tree that does not match. States never hold one.
 
     Args:
       treedef: the tree structure.
@@ -186,7 +187,6 @@ class TreeSignature:
         return self._hash
 
     def __repr__(self) -> str:
-        # Short and deterministic: it appears in the state's tree structure.
         digest = hashlib.sha1(repr((str(self.treedef), self.shapes, self.expects)).encode())
         n = self.treedef.num_leaves
         return f"TreeSignature({n} leaves, {digest.hexdigest()[:12]})"
@@ -322,6 +322,30 @@ def check_structure(where: str, updates: Any, reference: Any, params: Any = None
     check_updates(where, updates, None, params)
 
 
-def signature_of(params: Any) -> TreeSignature | None:
-    """What a stateless transform records at ``init``: ``None`` for ``init(None)``."""
-    return None if params is None else TreeSignature.of(params)
+def check_state(where: str, state: Any, expected: type) -> None:
+    """Raises ``TypeError`` unless ``state`` has the fields of ``expected`` (a NamedTuple type).
+
+    Fields, not the type, are compared, so a peer's state of the same layout
+    (optax's namesake, or one rebuilt by a checkpoint library) is accepted.
+
+    Args:
+      where: the transform's name, for the message.
+      state: the state ``update`` received.
+      expected: the NamedTuple type this transform's ``init`` returns.
+    """
+    fields = getattr(state, "_fields", None)
+    if fields == expected._fields and isinstance(state, tuple):
+        return
+    if state is None:
+        got = "None"
+    elif fields is None:
+        got = f"a {type(state).__name__}"
+    else:
+        got = f"{type(state).__name__}({', '.join(fields)})"
+    want = f"{expected.__name__}({', '.join(expected._fields)})"
+    raise TypeError(
+        f"{where}: update expected the state this transform's init returns, {want}, "
+        f"but got {got}. Pass the state from init (state = tx.init(params)) of this same "
+        "optimizer, as returned by its previous update; a state made by another optimizer "
+        "does not fit."
+    )

@@ -7,7 +7,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from adaptx import _native
 from adaptx._base import Params, Updates
 from adaptx._signature import TreeMismatchError
 from adaptx._validate import check_range
@@ -26,11 +25,6 @@ def apply_updates(params: Params, updates: Updates) -> Params:
     update to a real parameter (which would drop the imaginary part) raise
     ``TreeMismatchError`` (a ``ValueError``) naming the leaf. Under ``jit``
     the checks run at trace time.
-
-    Updates that a fused optimizer (``adam``, ``adamw``, ``sgd`` with
-    momentum on CPU) has just returned, in the same trace, are recognised:
-    the whole step then becomes one in-place native pass over the
-    parameters, gradients and moments, with the same numbers.
 
     Args:
       params: a pytree of arrays.
@@ -58,10 +52,6 @@ def apply_updates(params: Params, updates: Updates) -> Params:
             f"  updates: {jax.tree.structure(updates, is_leaf=lambda x: x is None)}\n"
             f"({e})"
         ) from None
-
-    fused = _native.fused_apply(params, updates)
-    if fused is not None:
-        return fused
 
     def f(path: Any, p: Any, u: Any) -> Any:
         if u is None:

@@ -8,7 +8,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from adaptx._base import EmptyState, GradientTransformation, Params, check_empty_state
+from adaptx._base import (
+    EmptyState,
+    GradientTransformation,
+    Params,
+    check_stateless,
+    is_mask_function,
+)
 from adaptx._numerics import _wide, compute_dtype, hyperparam
 from adaptx._validate import check_fits_params, check_nonnegative
 
@@ -53,7 +59,8 @@ def add_decayed_weights(
 
     Returns:
       A stateless ``GradientTransformation`` whose ``update`` requires
-      ``params`` (``ValueError`` if it is ``None``).
+      ``params`` (``ValueError`` if it is ``None``), unless ``weight_decay``
+      is the number 0, when it passes the updates through.
 
     Raises:
       ValueError: for a negative or NaN ``weight_decay``, and from ``update``
@@ -80,14 +87,19 @@ def add_decayed_weights(
         wd = hyperparam(weight_decay, compute_dtype(u.dtype)).astype(wide)
         return (u.astype(wide) + wd * jnp.asarray(p).astype(wide)).astype(u.dtype)
 
+    off = isinstance(weight_decay, (int, float)) and weight_decay == 0
+
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
+        if off and params is None:
+            check_stateless("add_decayed_weights", updates, state, None)
+            return updates, state
         if params is None:
             raise ValueError(_NEEDS_PARAMS)
-        check_empty_state("add_decayed_weights", updates, state, params)
+        check_stateless("add_decayed_weights", updates, state, params)
         if mask is None:
             return jax.tree.map(decay, updates, params), state
-        keep = mask(params) if callable(mask) else mask
+        keep = mask(params) if is_mask_function(mask) else mask
 
         def maybe(k: Any, u: Any, p: Any) -> Any:
             return jax.tree.map(decay, u, p) if _mask_leaf(k) else u
@@ -96,6 +108,6 @@ def add_decayed_weights(
 
     def init_fn(params: Params) -> EmptyState:
         check_fits_params("weight_decay", weight_decay, params)
-        return EmptyState.of(params)
+        return EmptyState()
 
     return GradientTransformation(init_fn, update_fn)

@@ -107,9 +107,9 @@ def make_tree(shapes, seed, scale=1.0):
 # --- contenders ---------------------------------------------------------------------------
 
 
-def adaptx_tx(opt: str, fused: bool):
-    """adaptx's optimizer: its default (fused where it applies) or ``unfused`` (per leaf)."""
-    per = (lambda tx: tx) if fused else adaptx.unfused
+def adaptx_tx(opt: str):
+    """adaptx's default optimizer (the per-leaf chain)."""
+    per = lambda tx: tx
     if opt == "adam":
         return per(adaptx.adam(1e-3))
     if opt == "adamw_clip":
@@ -305,23 +305,12 @@ def run_config(opt, tree, args, bw, loads):
         "adaptx",
         lambda: JaxContender(
             "adaptx",
-            adaptx_tx(opt, True),
+            adaptx_tx(opt),
             adaptx.apply_updates,
             make_tree(shapes, 0),
             grads,
         ),
     )
-    if args.per_leaf and (n_leaves < 10000 or args.slow):
-        add(
-            "adaptx per-leaf",
-            lambda: JaxContender(
-                "adaptx per-leaf",
-                adaptx_tx(opt, False),
-                adaptx.apply_updates,
-                make_tree(shapes, 0),
-                grads,
-            ),
-        )
     if n_leaves < 10000 or opt in args.optax_10000 or args.slow:
         import optax
 

@@ -431,14 +431,39 @@ CASES = [
         r"\['b'\].*\n  expected: shape \(2,\).*\n  got:      shape \(1,\)",
     ),
     (
+        "update: the state of another optimizer",
+        lambda: adaptx.adam(0.1).update(G, adaptx.sgd(0.1, 0.9).init(P), P),
+        TypeError,
+        r"scale_by_adam: update expected the state this transform's init returns, "
+        r"ScaleByAdamState\(count, mu, nu\), but got TraceState\(trace\)",
+    ),
+    (
+        "update: state None (chain)",
+        lambda: adaptx.sgd(0.1).update(G, None, P),
+        TypeError,
+        r"chain of 2 transforms: update expected the tuple of states its init returns, got None",
+    ),
+    (
+        "update: state None (single transform)",
+        lambda: adaptx.scale_by_adam().update(G, None, P),
+        TypeError,
+        r"scale_by_adam: .* but got None\. Pass the state from init",
+    ),
+    (
+        "update: a state made for other params",
+        lambda: adaptx.adam(0.1).update(G, adaptx.adam(0.1).init({"v": jnp.ones(2)}), P),
+        adaptx.TreeMismatchError,
+        r"(?s)scale_by_adam: the updates tree has a different structure .*re-initialise",
+    ),
+    (
         "update: stateless, missing key (optax accepts)",
-        lambda: _step(adaptx.sgd(0.1), {"w": G["w"]}, with_params=False),
+        lambda: _step(adaptx.sgd(0.1), {"w": G["w"]}),
         adaptx.TreeMismatchError,
         r"identity: the updates tree has a different structure .*missing \['b'\]",
     ),
     (
         "update: stateless, other structure (optax accepts)",
-        lambda: _step(adaptx.scale(-0.1), [1.0, 2.0], with_params=False),
+        lambda: _step(adaptx.scale(-0.1), [1.0, 2.0]),
         adaptx.TreeMismatchError,
         r"scale: the updates tree has a different structure",
     ),
@@ -460,10 +485,8 @@ CASES = [
         r"expected: shape \(2,\), dtype bfloat16",
     ),
     (
-        "update: complex grads for real params (stateless, no params)",
-        lambda: _step(
-            adaptx.scale(1.0), jax.tree.map(lambda g: g.astype(jnp.complex64), G), with_params=False
-        ),
+        "update: complex grads for real params (stateless)",
+        lambda: _step(adaptx.scale(1.0), jax.tree.map(lambda g: g.astype(jnp.complex64), G)),
         adaptx.TreeMismatchError,
         r"dtype float32\n  got: .* dtype complex64",
     ),
@@ -588,6 +611,13 @@ _VALID = {
     "every_k_schedule": 2,
     "sync_period": 2,
     "slow_step_size": 0.5,
+    "alpha": 5.0,  # ademamix_alpha_schedule
+    "b3": 0.999,  # ademamix_b3_schedule
+    "clipping": 0.1,
+    "eta": 0.01,
+    "gamma": 0.55,
+    "key": 0,
+    "interpolate_type": "linear",
 }
 _TRANSFORM_ARGS = {"inner", "opt", "fast_optimizer", "inner_factory", "transform"}
 _NUMERIC_OPTIONAL = {"momentum", "b1_decay", "end_value", "momentum_decay", "learning_rate"}
