@@ -154,6 +154,10 @@ REGISTRY: list[Entry] = [
         ),
         lr=0.01,
         complex_ok=True,
+        # The centred variance n - m**2 cancels, and the momentum sums g / sqrt(.) over
+        # steps: a pmap run differed from the one-device run by 1.5e-5 relative on a
+        # momentum element, half of the default bound with its atol: too close.
+        sharding_rtol=1e-4,
     ),
     Entry(
         "rmsprop[nesterov,bias_correction]",
