@@ -94,6 +94,16 @@ def abs_sq(x: jax.Array) -> jax.Array:
     return jnp.square(x)
 
 
+def _map_moments(f: Any, updates: Any, moments: Any) -> Any:
+    """``f(g, m)`` over the leaves; a ``None`` update (an equinox-filtered leaf) gives ``None``."""
+    return jax.tree.map(
+        lambda g, m: None if g is None else f(g, m),
+        updates,
+        moments,
+        is_leaf=lambda x: x is None,
+    )
+
+
 def tree_update_moment(updates: Any, moments: Any, decay: Any, order: int) -> Any:
     """Exponential moving average of ``updates**order``, leaf by leaf.
 
@@ -117,7 +127,7 @@ def tree_update_moment(updates: Any, moments: Any, decay: Any, order: int) -> An
         g = g.astype(cdt)
         return (d * m.astype(cdt) + (1 - d) * (g if order == 1 else g**order)).astype(m.dtype)
 
-    return jax.tree.map(f, updates, moments)
+    return _map_moments(f, updates, moments)
 
 
 def tree_update_moment_per_elem_norm(updates: Any, moments: Any, decay: Any, order: int) -> Any:
@@ -143,7 +153,7 @@ def tree_update_moment_per_elem_norm(updates: Any, moments: Any, decay: Any, ord
         d = hyperparam(decay, cdt)
         return (d * m.astype(cdt) + (1 - d) * n).astype(m.dtype)
 
-    return jax.tree.map(f, updates, moments)
+    return _map_moments(f, updates, moments)
 
 
 def tree_update_infinity_moment(updates: Any, moments: Any, decay: Any, eps: Any) -> Any:
@@ -163,7 +173,7 @@ def tree_update_infinity_moment(updates: Any, moments: Any, decay: Any, eps: Any
         d, e = hyperparam(decay, cdt), hyperparam(eps, cdt)
         return jnp.maximum(d * u.astype(cdt), a + e).astype(u.dtype)
 
-    return jax.tree.map(f, updates, moments)
+    return _map_moments(f, updates, moments)
 
 
 def hyperparam(value: Any, dtype: Any = jnp.float32) -> jax.Array:

@@ -155,3 +155,20 @@ def test_global_norm_of_mixed_float32_and_float64_leaves(x64):
     norm = adaptx.global_norm(tree)
     assert norm.dtype == jnp.float64
     np.testing.assert_allclose(norm, 5.0, rtol=1e-15)
+
+
+def test_moment_helpers_pass_none_updates_through():
+    # equinox-filtered trees hold None where a leaf is not trained; optax's
+    # helpers give None there, and a None update tree gives None.
+    m = {"a": jnp.array([1.0, 2.0]), "b": jnp.array([3.0])}
+    g = {"a": jnp.array([2.0, 0.0]), "b": None}
+    for update in (
+        lambda g, m: adaptx.tree_update_moment(g, m, 0.5, 1),
+        lambda g, m: adaptx.tree_update_moment_per_elem_norm(g, m, 0.5, 2),
+        lambda g, m: adaptx.tree_update_infinity_moment(g, m, 0.5, 0.0),
+    ):
+        assert update(None, m["a"]) is None
+        out = update(g, m)
+        assert out["b"] is None
+        assert out["a"].shape == (2,)
+    np.testing.assert_allclose(adaptx.tree_update_moment(g, m, 0.5, 1)["a"], [1.5, 1.0])
