@@ -36,13 +36,15 @@ from __future__ import annotations
 
 import functools
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
 import pytest
-from flax import nnx
+from flax import linen, nnx
+from flax.training import train_state
 
 import adaptx
 
@@ -236,11 +238,13 @@ def _reference(name: str):
     return _loop(tx, _mlp_params(), apply=apply)[0]
 
 
-def _close(got, want, what=""):
+def _close(got, want, what="", tol=1.0):
     got_leaves, want_leaves = jax.tree.leaves(got), jax.tree.leaves(want)
     assert len(got_leaves) == len(want_leaves), what
     for g, w in zip(got_leaves, want_leaves):
-        np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=RTOL, atol=ATOL, err_msg=what)
+        np.testing.assert_allclose(
+            np.asarray(g), np.asarray(w), rtol=RTOL * tol, atol=ATOL * tol, err_msg=what
+        )
 
 
 def _paths(tree):
@@ -547,3 +551,175 @@ def test_nnx_sharded_model_with_optimizer_sharding(entry):
             step(model, opt)
         # (with automatic axes the compiler chooses the outputs' shardings, as with optax)
     _close(_nnx_params(model), _reference(entry.name), "sharded")
+
+
+# --- flax linen, equinox ----------------------------------------------------------------
+class LinenMLP(linen.Module):
+    @linen.compact
+    def __call__(self, x):
+        h = jnp.tanh(linen.Dense(16, name="layer1")(x))
+        return linen.Dense(2, name="layer2")(h)
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_linen_train_state(entry):
+    model = LinenMLP()
+    state = train_state.TrainState.create(apply_fn=model.apply, params=_mlp_params(), tx=_tx(entry))
+
+    @jax.jit
+    def step(state):
+        loss = lambda p: jnp.mean(jnp.square(state.apply_fn({"params": p}, X) - Y))  # noqa: E731
+        return state.apply_gradients(grads=jax.grad(loss)(state.params))
+
+    for _ in range(STEPS):
+        state = step(state)
+    _close(state.params, _reference(entry.name), "linen TrainState")
+
+
+def _eqx_model():
+    p = _mlp_params()
+    model = eqx.nn.MLP(4, 2, 16, depth=1, activation=jnp.tanh, key=jax.random.key(0))
+    layers = model.layers
+    return (
+        eqx.tree_at(
+            lambda m: (m.layers[0].weight, m.layers[0].bias, m.layers[1].weight, m.layers[1].bias),
+            model,
+            (
+                p["layer1"]["kernel"].T,
+                p["layer1"]["bias"],
+                p["layer2"]["kernel"].T,
+                p["layer2"]["bias"],
+            ),
+        )
+        if layers
+        else model
+    )
+
+
+def _eqx_as_params(model):
+    a, b = model.layers
+    return {
+        "layer1": {"bias": a.bias, "kernel": a.weight.T},
+        "layer2": {"bias": b.bias, "kernel": b.weight.T},
+    }
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_equinox(entry):
+    """``eqx.filter`` / ``filter_jit`` / ``filter_grad``: trees with ``None`` leaves."""
+    model, tx = _eqx_model(), _tx(entry)
+    opt_state = tx.init(eqx.filter(model, eqx.is_array))
+
+    @eqx.filter_grad
+    def grads(model):
+        return jnp.mean(jnp.square(jax.vmap(model)(X) - Y))
+
+    @eqx.filter_jit
+    def step(model, opt_state):
+        updates, opt_state = tx.update(grads(model), opt_state, eqx.filter(model, eqx.is_array))
+        return eqx.apply_updates(model, updates), opt_state
+
+    for _ in range(STEPS):
+        model, opt_state = step(model, opt_state)
+    _close(_eqx_as_params(model), _reference(entry.name), "equinox")
+    # eqx.partition's two halves: the optimizer sees only the arrays.
+    params, static = eqx.partition(_eqx_model(), eqx.is_array)
+    _, state = tx.update(grads(eqx.combine(params, static)), tx.init(params), params)
+    assert jax.tree.structure(state) == jax.tree.structure(opt_state)
+
+
+# --- optax's wrappers around adaptx -----------------------------------------------------
+def _split_reference(entry, other):
+    """``entry``'s reference transform on layer1, ``other(params, grads)`` on layer2."""
+    tx, apply = _base(entry)
+    params = _mlp_params()
+    state = tx.init({"layer1": params["layer1"]})
+    for _ in range(STEPS):
+        g = jax.grad(_loss)(params)
+        u, state = tx.update({"layer1": g["layer1"]}, state, {"layer1": params["layer1"]})
+        params = {
+            "layer1": apply(params["layer1"], u["layer1"]),
+            "layer2": other(params["layer2"], g["layer2"]),
+        }
+    return params
+
+
+def _by_layer(params, first, second):
+    return {
+        "layer1": jax.tree.map(lambda _: first, params["layer1"]),
+        "layer2": jax.tree.map(lambda _: second, params["layer2"]),
+    }
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_optax_wrappers(entry):
+    """optax's wrappers, each around adaptx's transform, against the reference loop."""
+    tx, params = _tx(entry), _mlp_params()
+    ref = _reference(entry.name)
+    # MultiSteps: two calls per step on the same batch = one plain step.
+    got, _ = _loop(optax.MultiSteps(tx, 2), params, steps=2 * STEPS, apply=optax.apply_updates)
+    _close(got, ref, "optax.MultiSteps")
+    # apply_if_finite: a NaN step in the middle changes nothing.
+    wrapped = optax.apply_if_finite(tx, 2)
+    p, state = params, wrapped.init(params)
+    for i in range(STEPS + 1):
+        g = jax.grad(_loss)(p)
+        if i == 1:
+            g = jax.tree.map(lambda x: jnp.full_like(x, jnp.nan), g)
+        u, state = wrapped.update(g, state, p)
+        p = optax.apply_updates(p, u)
+    _close(p, ref, "optax.apply_if_finite")
+    # reduce_on_plateau after the optimizer: scale 1 until the loss plateaus.
+    plateau = optax.chain(tx, optax.contrib.reduce_on_plateau(patience=10))
+    p, state = params, plateau.init(params)
+    for _ in range(STEPS):
+        u, state = plateau.update(jax.grad(_loss)(p), state, p, value=_loss(p))
+        p = optax.apply_updates(p, u)
+    _close(p, ref, "optax.contrib.reduce_on_plateau")
+    # masked: layer2's updates are the raw gradients.
+    got, _ = _loop(
+        optax.masked(tx, _by_layer(params, True, False)), params, apply=optax.apply_updates
+    )
+    # (layer2 ascends on its raw gradients, growing fast: rounding grows with it)
+    want = _split_reference(entry, lambda p, g: jax.tree.map(jnp.add, p, g))
+    _close(got, want, "optax.masked", tol=10)
+    # partition: SGD on layer2.
+    part = optax.partition({"a": tx, "b": optax.sgd(0.05)}, _by_layer(params, "a", "b"))
+    got, _ = _loop(part, params, apply=optax.apply_updates)
+    _close(
+        got,
+        _split_reference(entry, lambda p, g: jax.tree.map(lambda x, y: x - 0.05 * y, p, g)),
+        "optax.partition",
+    )
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_optax_flatten_lookahead_schedule_free(entry):
+    tx, params = _tx(entry), _mlp_params()
+    base, apply = _base(entry)
+    # flatten: the transform sees one vector.
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    want, _ = _loop(base, flat, loss=lambda v: _loss(unravel(v)), apply=apply)
+    got, _ = _loop(optax.flatten(tx), params, apply=optax.apply_updates)
+    _close(got, unravel(want), "optax.flatten")
+    # lookahead (sync every 2 steps, slow step 0.5), against its definition.
+    fast = slow = params
+    state = base.init(params)
+    for k in range(1, STEPS + 1):
+        u, state = base.update(jax.grad(_loss)(fast), state, fast)
+        fast = apply(fast, u)
+        if k % 2 == 0:
+            slow = jax.tree.map(lambda s, f: s + 0.5 * (f - s), slow, fast)
+            fast = slow
+    la = optax.lookahead(tx, sync_period=2, slow_step_size=0.5)
+    lp, state = optax.LookaheadParams.init_synced(params), None
+    state = la.init(lp)
+    for _ in range(STEPS):
+        u, state = la.update(jax.grad(_loss)(lp.fast), state, lp)
+        lp = optax.apply_updates(lp, u)
+    _close(lp.fast, fast, "optax.lookahead: fast")
+    _close(lp.slow, slow, "optax.lookahead: slow")
+    # schedule_free around the optimizer, against schedule_free around the reference.
+    want, _ = _loop(optax.contrib.schedule_free(base, 0.1), params, apply=optax.apply_updates)
+    got, _ = _loop(optax.contrib.schedule_free(tx, 0.1), params, apply=optax.apply_updates)
+    _close(got, want, "optax.contrib.schedule_free")
