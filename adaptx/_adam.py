@@ -110,15 +110,19 @@ def divide(x: jax.Array, d: jax.Array) -> jax.Array:
 
 
 def divide_or_zero(x: jax.Array, d: jax.Array) -> jax.Array:
-    """``x / d`` where ``d > 0``, and 0 where ``d == 0`` (no 0/0, no x/0).
+    """``x / d``, and 0 where ``d == 0`` exactly (no 0/0, no x/0).
 
     A denominator ``sqrt(v) + eps`` is 0 only with ``eps = 0`` (or an ``eps``
     that underflows in a low-precision state) and ``v = 0``, i.e. for a
-    coordinate whose gradients have been 0: its step is 0.
+    coordinate whose gradients have been 0: its step is 0. Only a true zero is
+    guarded: a NaN or infinite ``d`` (from a non-finite gradient) gives a
+    non-finite quotient, so a bad gradient shows in the update, as in optax
+    and torch, instead of freezing the coordinate silently. Both ``where``s
+    keep the derivative through the guard finite too.
     """
-    positive = d > 0
-    q = divide(x, jnp.where(positive, d, jnp.ones((), d.dtype)))
-    return jnp.where(positive, q, jnp.zeros((), q.dtype))
+    zero = d == 0
+    q = divide(x, jnp.where(zero, jnp.ones((), d.dtype), d))
+    return jnp.where(zero, jnp.zeros((), q.dtype), q)
 
 
 def times(x: jax.Array, s: jax.Array) -> jax.Array:

@@ -60,9 +60,11 @@ def _divide(g: jax.Array, denom: jax.Array) -> jax.Array:
     With ``eps = 0``, ``denom`` is 0 when the accumulator is: for a gradient
     that has been 0 so far (its update is 0, not 0/0), or for a centred
     variance estimate of exactly 0. The guard keeps derivatives through it
-    finite too.
+    finite too. Only a true zero is guarded: a NaN or infinite accumulator
+    (from a non-finite gradient) gives a non-finite update, as in optax and
+    torch.
     """
     gw = g.astype(_wide(g.dtype))
-    positive = denom > 0
-    safe = jnp.where(positive, denom, jnp.ones((), denom.dtype)).astype(gw.dtype)
-    return jnp.where(positive, gw / safe, jnp.zeros((), gw.dtype)).astype(g.dtype)
+    zero = denom == 0
+    safe = jnp.where(zero, jnp.ones((), denom.dtype), denom).astype(gw.dtype)
+    return jnp.where(zero, jnp.zeros((), gw.dtype), gw / safe).astype(g.dtype)

@@ -9,6 +9,7 @@ plug into consumers such as flax's ``TrainState`` unchanged.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
@@ -106,6 +107,23 @@ def accepts_extra_args(update: Callable[..., Any]) -> bool:
     except (TypeError, ValueError):  # builtins, C callables: be conservative
         return False
     return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
+
+
+def is_mask_function(mask_or_fn: Any) -> bool:
+    """Whether a mask (or labels) argument is a function to call, not a tree to use.
+
+    A callable that is also a pytree of data, such as an equinox ``Module``
+    with a ``__call__`` whose fields are the mask's booleans, is a tree: it is
+    called only when it has no leaves or one of its leaves is itself callable
+    (a plain function is its own single leaf). ``functools.partial`` objects
+    are pytrees whose leaves are their arguments; they are always functions.
+    """
+    if isinstance(mask_or_fn, functools.partial):
+        return True
+    if not callable(mask_or_fn):
+        return False
+    leaves = jax.tree.leaves(mask_or_fn)
+    return not leaves or any(callable(leaf) for leaf in leaves)
 
 
 def call_update(

@@ -4,8 +4,12 @@
 bytes of every leaf and a JSON header holding the tree structure (with the
 state's ``NamedTuple`` type names), each leaf's path, dtype, shape and
 SHA-256, and a format version. It is written to a temporary file in the same
-directory and renamed into place, so a crash never leaves a half-written
-checkpoint under ``path``.
+directory, flushed to disk and renamed into place, so a process killed at any
+moment (``SIGKILL`` included) leaves under ``path`` either the previous
+checkpoint or the new one, complete. The temporary file is named after the
+checkpoint, the host and the writing process
+(``.<name>.adaptx-<host>-<pid>-<random>.tmp``); one left by a killed process
+is removed by the next ``save_state`` to the same path on the same host.
 
 ``load_state(path, like=...)`` reads it back into the structure of ``like``
 (the state of a freshly initialised optimizer, or its
@@ -32,6 +36,8 @@ import hashlib
 import io
 import json
 import os
+import re
+import socket
 import tempfile
 import zipfile
 from typing import Any
@@ -49,6 +55,57 @@ _HEADER = "__adaptx_header__"
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be loaded as asked: truncated, corrupt, or mismatched."""
+
+
+def _tmp_prefix(path: str) -> str:
+    """The start of the temporary file names of saves to ``path`` from this host."""
+    host = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
+    return f".{os.path.basename(path)}.adaptx-{host}-"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (another user's), or cannot tell: keep its file
+    return True
+
+
+def _remove_stale_temporaries(directory: str, prefix: str) -> None:
+    """Removes temporary files of saves to the same path by dead processes of this host.
+
+    A file whose writer is still alive (a concurrent save) is left alone, and
+    so is one from another host (its process cannot be checked from here).
+    """
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        pid = name[len(prefix) :].split("-", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            try:
+                os.unlink(os.path.join(directory, name))
+            except OSError:
+                pass  # removed concurrently, or not ours to remove
+
+
+def _sync_directory(directory: str) -> None:
+    """Flushes the rename to disk where the platform allows (POSIX); best effort."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _leaf_name(i: int) -> str:
@@ -71,7 +128,11 @@ def save_state(path: str | os.PathLike, state: OptState) -> str:
 
     Args:
       path: the file to write (any name; ``.npz`` is customary). An existing
-        file is replaced only once the new one is complete.
+        file is replaced only once the new one is complete and on disk: if
+        the process is killed during the save, ``path`` holds the old
+        checkpoint or the new one, never a mix. A temporary file left by a
+        killed save (``.<name>.adaptx-<host>-<pid>-*.tmp``) is removed by the
+        next save to ``path``.
       state: the state, e.g. ``tx.init(params)`` or one returned by ``tx.update``.
 
     Returns:
@@ -128,13 +189,16 @@ def save_state(path: str | os.PathLike, state: OptState) -> str:
     }
     arrays[_HEADER] = np.frombuffer(json.dumps(header).encode(), np.uint8)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".adaptx-", suffix=".tmp", dir=directory)
+    prefix = _tmp_prefix(path)
+    _remove_stale_temporaries(directory, prefix)
+    fd, tmp = tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}-", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _sync_directory(directory)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

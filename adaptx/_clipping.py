@@ -1,4 +1,4 @@
-"""Clipping updates: element-wise, by global norm, and by block RMS.
+"""Clipping updates: element-wise, by global norm, by block RMS, and unit-wise (AGC).
 
 The norms are accumulated in float32, or in the leaf's dtype when it is wider,
 and the scale factor is applied in that precision before rounding back to the
@@ -14,7 +14,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from adaptx._base import GradientTransformation, stateless
+from adaptx._base import GradientTransformation, check_stateless, init_empty_state, stateless
 from adaptx._numerics import _widen, abs_sq, compute_dtype, hyperparam, widest_compute_dtype
 from adaptx._validate import check_nonnegative, check_positive
 
@@ -150,3 +150,111 @@ def clip_by_block_rms(threshold: float | jax.Array) -> GradientTransformation:
         return _scaled(u, t / jnp.maximum(rms, t))
 
     return stateless(lambda updates, params: jax.tree.map(f, updates), name="clip_by_block_rms")
+
+
+def _unit_axes(shape: tuple[int, ...], axis: int | tuple[int, ...] | None) -> tuple[int, ...]:
+    """The axes a unit-wise norm sums over (the fan-in of each output unit)."""
+    ndim = len(shape)
+    if axis is not None:
+        return tuple(a % ndim for a in ((axis,) if isinstance(axis, int) else axis))
+    if sum(n != 1 for n in shape) <= 1:  # scalars and vectors (also (1, n), (n, 1)): one unit
+        return tuple(range(ndim))
+    if ndim in (2, 3):  # dense (in, out) and multi-head dense kernels
+        return (0,)
+    if ndim in (4, 5):  # conv kernels (h, w, in, out) and (d, h, w, in, out)
+        return tuple(range(ndim - 1))
+    raise ValueError(
+        f"adaptive_grad_clip: no default unit for a leaf of shape {shape}; pass axis= "
+        "(the axes of one unit's fan-in)"
+    )
+
+
+def adaptive_grad_clip(
+    clipping: float | jax.Array,
+    eps: float | jax.Array = 1e-3,
+    axis: int | tuple[int, ...] | None = None,
+) -> GradientTransformation:
+    r"""Adaptive gradient clipping (Brock et al., ICML 2021), unit-wise.
+
+    For each unit ``i`` (an output neuron or channel: a slice of a leaf, its
+    fan-in) of gradient ``G`` and parameters ``W`` (Eq. 3 of the paper)::
+
+        G_i <- lambda * max(||W_i||, eps) / ||G_i|| * G_i   if ||G_i|| / max(||W_i||, eps) > lambda
+        G_i <- G_i                                           otherwise
+
+    with ``lambda = clipping`` and Frobenius norms. Units, as the paper's
+    NFNet code and optax, for flax/haiku layouts: a scalar or vector (or a
+    leaf with one non-unit axis) is one unit; a ``(in, out)`` or
+    ``(in, heads, out)`` kernel has one unit per slice along axis 0's
+    complement (norms over axis 0); convolution kernels ``(h, w, in, out)``
+    and ``(d, h, w, in, out)`` have one unit per output channel; ``axis``
+    overrides (the axes one norm sums over). Norms are computed in float32 or
+    wider; a NaN in a unit's gradient makes that unit's update NaN (as
+    optax). The paper uses ``eps = 1e-3`` and
+    ``lambda`` from 0.01 to 0.16 depending on the batch size.
+
+    ==============================================  ==============================
+    optax 0.2.8                                     adaptx
+    ==============================================  ==============================
+    ``optax.adaptive_grad_clip(clipping, eps,       same arguments
+    axis)``
+    ==============================================  ==============================
+
+    Args:
+      clipping: ``lambda``, the largest ratio of a unit's gradient norm to its
+        parameter norm, ``>= 0``.
+      eps: the smallest parameter norm (so zero-initialised units can move), ``>= 0``.
+      axis: an axis or tuple of axes to sum each unit's norm over; ``None``
+        infers them from the rank as above.
+
+    Returns:
+      A stateless ``GradientTransformation`` whose ``update`` requires ``params``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import adaptx
+      >>> tx = adaptx.adaptive_grad_clip(0.1)
+      >>> params = {"w": jnp.array([[3.0, 0.0], [4.0, 0.0]])}  # unit norms 5 and 0 (-> eps)
+      >>> grads = {"w": jnp.array([[6.0, 1.0], [8.0, 0.0]])}  # unit norms 10 and 1
+      >>> out, _ = tx.update(grads, tx.init(params), params)
+      >>> out["w"]  # clipped to 0.1 * 5 = 0.5 and 0.1 * 1e-3
+      Array([[3.0e-01, 1.0e-04],
+             [4.0e-01, 0.0e+00]], dtype=float32)
+
+    References:
+      Brock, De, Smith & Simonyan, "High-Performance Large-Scale Image
+      Recognition Without Normalization", ICML 2021,
+      https://arxiv.org/abs/2102.06171 (Section 4.1)
+    """
+    check_nonnegative("clipping", clipping)
+    check_nonnegative("eps", eps)
+    if axis is not None:
+        axes = (axis,) if isinstance(axis, int) else axis
+        if not isinstance(axes, tuple) or not all(
+            isinstance(a, int) and not isinstance(a, bool) for a in axes
+        ):
+            raise TypeError(f"axis must be None, an integer or a tuple of integers, got {axis!r}")
+
+    def leaf(g: jax.Array, p: jax.Array) -> jax.Array:
+        cdt = compute_dtype(g.dtype)
+        axes = _unit_axes(tuple(g.shape), axis)
+        g_norm = jnp.sqrt(jnp.sum(abs_sq(_widen(g, cdt)), axis=axes, keepdims=True))
+        p_norm = jnp.sqrt(jnp.sum(abs_sq(_widen(p, cdt)), axis=axes, keepdims=True))
+        max_norm = hyperparam(clipping, cdt) * jnp.maximum(p_norm, hyperparam(eps, cdt))
+        # Units within the bound keep factor 1 (also a zero gradient: 0 <= max_norm). A NaN
+        # norm fails the test and its factor max_norm / NaN makes the whole unit NaN.
+        within = g_norm <= max_norm
+        factor = jnp.where(within, 1, max_norm / jnp.where(within, 1, g_norm))
+        return _scaled(g, factor)
+
+    def update_fn(updates, state, params=None, **extra_args):
+        del extra_args
+        if params is None:
+            raise ValueError(
+                "adaptive_grad_clip needs the parameters: call tx.update(updates, state, "
+                "params) (with params), not tx.update(updates, state)"
+            )
+        check_stateless("adaptive_grad_clip", updates, state, params)
+        return jax.tree.map(leaf, updates, params), state
+
+    return GradientTransformation(init_empty_state, update_fn)

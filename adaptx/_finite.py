@@ -1,4 +1,12 @@
-"""Guards against non-finite updates: ``apply_if_finite`` and ``zero_nans``."""
+"""Guards against non-finite updates: ``apply_if_finite`` and ``zero_nans``.
+
+Every other transform lets a non-finite gradient through: a NaN or an Inf in a
+gradient element gives a non-finite update of that element (and, through the
+moments, of its later updates), as in optax and torch, so a bad step shows in
+the parameters and the loss. These two are the ways to act on it instead:
+``apply_if_finite`` skips the whole step, ``zero_nans`` zeroes the bad
+elements.
+"""
 
 from __future__ import annotations
 
@@ -46,6 +54,10 @@ def apply_if_finite(
     on_limit: Literal["apply", "reset"] = "apply",
 ) -> GradientTransformation:
     """Skips steps whose updates contain a NaN or an Inf.
+
+    Without it (or ``zero_nans``) a non-finite gradient is not hidden: every
+    transform turns it into a non-finite update, as optax and torch do. Wrap
+    the optimizer in ``apply_if_finite`` to skip such steps instead.
 
     A step is *non-finite* when the incoming updates or the inner transform's
     outputs hold a NaN or an Inf anywhere. Such a step is skipped: the inner
@@ -160,6 +172,11 @@ class ZeroNansState(NamedTuple):
 
 def zero_nans(*, include_inf: bool = True) -> GradientTransformation:
     """Replaces NaN (and, by default, +-Inf) update elements by zero.
+
+    Without it (or ``apply_if_finite``) a non-finite gradient is not hidden:
+    every transform turns it into a non-finite update, as optax and torch do.
+    Put ``zero_nans()`` first in a ``chain`` to clean the gradients before the
+    optimizer's moments see them (a NaN that reached a moment stays there).
 
     The state records, per leaf, whether the last update held an element it
     zeroed (``found_nan``: a NaN, or an Inf with ``include_inf``), so a

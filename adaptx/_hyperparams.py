@@ -29,7 +29,7 @@ from adaptx._base import GradientTransformation, OptState, Params, call_update
 from adaptx._combine import _check_transform
 from adaptx._numerics import safe_increment, widest_compute_dtype
 from adaptx._signature import check_state
-from adaptx._validate import check_decay, check_momentum, check_nonnegative
+from adaptx._validate import check_decay, check_fits_params, check_momentum, check_nonnegative
 
 
 class InjectHyperparamsState(NamedTuple):
@@ -210,6 +210,9 @@ def inject_hyperparams(
             return hp
 
         zero = lambda: jnp.zeros((), jnp.int32)  # a fresh buffer each time (donation)
+        f32 = jax.ShapeDtypeStruct((), jnp.float32)
+        for name, value in numeric.items():
+            check_fits_params(name, value, f32, what="the hyper-parameters' (float32 arrays)")
         _check_transform(build(current(zero(), numeric, jnp.float32)), "inner_factory's result")
 
         def init_fn(params: Params) -> InjectHyperparamsState:

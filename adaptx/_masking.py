@@ -22,6 +22,7 @@ from adaptx._base import (
     Updates,
     accepts_extra_args,
     call_update,
+    is_mask_function,
     set_to_zero,
 )
 from adaptx._combine import _check_transform
@@ -62,8 +63,19 @@ def _static_bool(x: Any) -> bool | None:
 
 
 def _resolve(mask_or_fn: Any, tree: Any) -> Any:
-    """Calls ``mask_or_fn`` on ``tree`` if callable; returns the resulting tree."""
-    return mask_or_fn(tree) if callable(mask_or_fn) else mask_or_fn
+    """Calls ``mask_or_fn`` on ``tree`` if it is a function; returns the resulting tree."""
+    return mask_or_fn(tree) if is_mask_function(mask_or_fn) else mask_or_fn
+
+
+def has_no_leaves(params: Params) -> bool:
+    """Whether ``params`` is a tree without leaves, like optax's params placeholder.
+
+    optax's ``tree.map_params`` calls ``init`` on an empty placeholder pytree
+    to find where the state holds params-shaped trees. A mask for real
+    params cannot describe it, so ``init`` passes such a tree to the inner
+    transform unmasked (there is nothing to mask).
+    """
+    return not jax.tree.leaves(params)
 
 
 def resolve_mask(mask: MaskOrFn, tree: Any) -> Any:
@@ -134,6 +146,8 @@ def masked(inner: GradientTransformation, mask: MaskOrFn) -> GradientTransformat
     takes_extra = accepts_extra_args(inner.update)
 
     def init_fn(params: Params) -> MaskedState:
+        if has_no_leaves(params):
+            return MaskedState(inner_state=inner.init(params))
         m = resolve_mask(mask, params)
         return MaskedState(inner_state=inner.init(mask_tree(params, m)))
 
@@ -216,6 +230,8 @@ def partition(
         return masked(transforms[label], mask)
 
     def init_fn(params: Params) -> PartitionState:
+        if has_no_leaves(params):
+            return PartitionState({k: MaskedState(tx.init(params)) for k, tx in transforms.items()})
         labels = labels_for(params)
         return PartitionState({k: group(labels, k).init(params) for k in transforms})
 

@@ -321,16 +321,33 @@ def global_norm(tree: Any, *, axis_name: str | tuple[str, ...] | None = None) ->
 
 
 def safe_increment(count: jax.Array) -> jax.Array:
-    """``count + 1`` for an int32 step counter, saturating at the int32 maximum.
+    """``count + 1``, saturating at the largest value of ``count``'s dtype.
 
-    A counter that wrapped to a negative number would turn bias corrections
-    and schedules into garbage; this one stays at 2**31 - 1 instead.
+    Step counters are int32 (2**31 - 1 at most); any integer or floating dtype
+    works and keeps its dtype. A counter that wrapped to a negative number
+    would turn bias corrections and schedules into garbage; this one stays at
+    its dtype's maximum instead.
+
+    Raises:
+      ValueError: ``count`` is not an integer or floating array (a boolean or
+        a complex number is no counter).
 
     Example:
       >>> import jax.numpy as jnp
       >>> import adaptx
       >>> adaptx.safe_increment(jnp.asarray(2**31 - 1, jnp.int32))
       Array(2147483647, dtype=int32)
+      >>> adaptx.safe_increment(jnp.asarray(3, jnp.int8))
+      Array(4, dtype=int8)
     """
     count = jnp.asarray(count)
-    return jnp.where(count < INT32_MAX, count + jnp.ones((), count.dtype), count)
+    if jnp.issubdtype(count.dtype, jnp.integer):
+        top = jnp.iinfo(count.dtype).max
+    elif jnp.issubdtype(count.dtype, jnp.floating):
+        top = jnp.finfo(count.dtype).max
+    else:
+        raise ValueError(
+            f"safe_increment needs an integer or floating counter, got dtype {count.dtype}"
+        )
+    top = jnp.asarray(top, count.dtype)
+    return jnp.where(count < top, count + jnp.ones((), count.dtype), top)

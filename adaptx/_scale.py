@@ -8,15 +8,20 @@ import jax
 import jax.numpy as jnp
 
 from adaptx._base import (
+    EmptyState,
     GradientTransformation,
     ScalarOrSchedule,
     Schedule,
     check_stateless,
-    init_empty_state,
 )
 from adaptx._numerics import safe_increment
 from adaptx._signature import check_state, check_updates
-from adaptx._validate import check_learning_rate, check_number, check_schedule_start
+from adaptx._validate import (
+    check_fits_params,
+    check_learning_rate,
+    check_number,
+    check_schedule_start,
+)
 
 
 def _mul(x: jax.Array, s: Any) -> jax.Array:
@@ -38,7 +43,9 @@ def scale(step_size: float | jax.Array) -> GradientTransformation:
       checks the updates' structure, shapes and dtypes against ``params``).
 
     Raises:
-      ValueError: for a NaN or infinite ``step_size``, or a non-scalar array.
+      ValueError: for a NaN or infinite ``step_size``, or a non-scalar array;
+        from ``init``, for a ``step_size`` beyond the largest finite number of
+        the params' dtype (``1e40`` on float32 params).
 
     Example:
       >>> import jax.numpy as jnp
@@ -48,13 +55,22 @@ def scale(step_size: float | jax.Array) -> GradientTransformation:
       Array([-0.1, -0.2], dtype=float32)
     """
     check_number("step_size", step_size)
+    return _scale(step_size, "step_size", step_size)
+
+
+def _scale(factor: Any, name: str, given: Any) -> GradientTransformation:
+    """``scale(factor)``; ``init`` checks ``given`` (the user's ``name``) fits the params."""
+
+    def init_fn(params: Any) -> EmptyState:
+        check_fits_params(name, given, params)
+        return EmptyState()
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
         check_stateless("scale", updates, state, params)
-        return jax.tree.map(lambda g: _mul(g, step_size), updates), state
+        return jax.tree.map(lambda g: _mul(g, factor), updates), state
 
-    return GradientTransformation(init_empty_state, update_fn)
+    return GradientTransformation(init_fn, update_fn)
 
 
 class ScaleByScheduleState(NamedTuple):
@@ -92,16 +108,21 @@ def scale_by_schedule(step_size_fn: Schedule) -> GradientTransformation:
     if not callable(step_size_fn):
         raise TypeError(f"step_size_fn must be callable (count -> value), got {step_size_fn!r}")
     check_schedule_start("step_size_fn", step_size_fn)
+    return _scale_by_schedule(step_size_fn, "step_size_fn", step_size_fn)
+
+
+def _scale_by_schedule(fn: Schedule, name: str, given: Schedule) -> GradientTransformation:
+    """``scale_by_schedule(fn)``; ``init`` checks ``given(0)`` (the user's ``name``) fits."""
 
     def init_fn(params: Any) -> ScaleByScheduleState:
-        del params
+        check_fits_params(name, given, params)
         return ScaleByScheduleState(count=jnp.zeros((), jnp.int32))
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
         check_state("scale_by_schedule", state, ScaleByScheduleState)
         check_updates("scale_by_schedule", updates, None, params)
-        step = step_size_fn(state.count)
+        step = fn(state.count)
         updates = jax.tree.map(lambda g: jnp.asarray(step).astype(g.dtype) * g, updates)
         return updates, ScaleByScheduleState(count=safe_increment(state.count))
 
@@ -123,6 +144,11 @@ def scale_by_learning_rate(
         ones; a traced value is not checked.
       flip_sign: multiply by ``-learning_rate`` (the default) rather than ``learning_rate``.
 
+    Raises:
+      ValueError: for a negative, NaN or infinite ``learning_rate``; from
+        ``init``, for one (a schedule: its value at step 0) beyond the largest
+        finite number of the params' dtype (``sgd(1e40)`` on float32 params).
+
     Returns:
       A ``GradientTransformation``: stateless for a number, with a step count
       for a schedule.
@@ -137,5 +163,6 @@ def scale_by_learning_rate(
     check_learning_rate("learning_rate", learning_rate)
     sign = -1 if flip_sign else 1
     if callable(learning_rate):
-        return scale_by_schedule(lambda count: sign * learning_rate(count))
-    return scale(sign * learning_rate)
+        lr_fn = learning_rate
+        return _scale_by_schedule(lambda count: sign * lr_fn(count), "learning_rate", lr_fn)
+    return _scale(sign * learning_rate, "learning_rate", learning_rate)

@@ -4,6 +4,11 @@ Convention for every schedule here: the optimizer calls the schedule with the
 number of updates made *before* the current one, so the **first update uses
 ``schedule(0)``**, the second ``schedule(1)``, and so on. Values are float32
 scalars; every schedule works on traced counts (inside ``jit``).
+
+Step arguments (``decay_steps``, ``transition_begin``, boundaries...) may be
+any large Python integer, also past the int32 range of step counters: they
+enter the arithmetic as floats, and a boundary a counter cannot reach is never
+crossed.
 """
 
 from __future__ import annotations
@@ -26,6 +31,20 @@ from adaptx._validate import (
 
 def _f32(count: jax.Array) -> jax.Array:
     return jnp.asarray(count).astype(jnp.float32)
+
+
+def _reached(count: jax.Array, boundary: int) -> jax.Array:
+    """``count >= boundary``, also for a boundary past the range of ``count``'s dtype.
+
+    A Python integer too large for an int32 counter would overflow on its way
+    into ``jax``; such a boundary is simply never reached.
+    """
+    count = jnp.asarray(count)
+    if jnp.issubdtype(count.dtype, jnp.integer):
+        if boundary > jnp.iinfo(count.dtype).max:
+            return jnp.zeros(count.shape, bool)
+        return count >= jnp.asarray(boundary, count.dtype)
+    return count >= float(boundary)
 
 
 def constant_schedule(value: float) -> Schedule:
@@ -83,9 +102,11 @@ def exponential_decay(
     if end_value is not None:
         check_number("end_value", end_value)
 
+    begin, steps = float(transition_begin), float(transition_steps)
+
     def schedule(count):
-        c = _f32(count) - transition_begin
-        p = c / transition_steps
+        c = _f32(count) - begin
+        p = c / steps
         if staircase:
             p = jnp.floor(p)
         v = jnp.where(c <= 0, init_value, init_value * jnp.power(jnp.float32(decay_rate), p))
@@ -121,9 +142,11 @@ def polynomial_schedule(
     check_integer("transition_steps", transition_steps, 1)
     check_integer("transition_begin", transition_begin, 0)
 
+    begin, steps = float(transition_begin), float(transition_steps)
+
     def schedule(count):
-        s = jnp.clip(_f32(count) - transition_begin, 0, transition_steps)
-        frac = 1 - s / transition_steps
+        s = jnp.clip(_f32(count) - begin, 0.0, steps)
+        frac = 1 - s / steps
         return ((init_value - end_value) * frac**power + end_value).astype(jnp.float32)
 
     return schedule
@@ -161,9 +184,11 @@ def cosine_decay_schedule(
     check_range("alpha", alpha, 0.0, 1.0)
     check_positive("exponent", exponent)
 
+    steps = float(decay_steps)
+
     def schedule(count):
-        c = jnp.minimum(_f32(count), decay_steps)
-        cosine = 0.5 * (1 + jnp.cos(math.pi * c / decay_steps))
+        c = jnp.minimum(_f32(count), steps)
+        cosine = 0.5 * (1 + jnp.cos(math.pi * c / steps))
         return (init_value * ((1 - alpha) * cosine**exponent + alpha)).astype(jnp.float32)
 
     return schedule
@@ -202,7 +227,9 @@ def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> 
         count = jnp.asarray(count)
         out = schedules[0](count)
         for boundary, s in zip(boundaries, schedules[1:]):
-            out = jnp.where(count < boundary, out, s(count - boundary))
+            if jnp.issubdtype(count.dtype, jnp.integer) and boundary > jnp.iinfo(count.dtype).max:
+                break  # a counter of this dtype never gets there
+            out = jnp.where(_reached(count, boundary), s(count - boundary), out)
         return jnp.asarray(out).astype(jnp.float32)
 
     return schedule
@@ -220,7 +247,14 @@ def warmup_cosine_decay_schedule(
 
     ``decay_steps`` counts the warm-up too (as in optax): the value is
     ``peak_value`` at ``count = warmup_steps`` and ``end_value`` from
-    ``count = decay_steps`` on.
+    ``count = decay_steps`` on. After the warm-up, with ``s`` the steps since
+    its end and ``c = (1 + cos(pi * min(s, decay_steps - warmup_steps) /
+    (decay_steps - warmup_steps))) / 2``, the value is
+    ``end_value + (peak_value - end_value) * c ** exponent``: optax's
+    ``peak_value * ((1 - a) * c ** exponent + a)`` with ``a = end_value /
+    peak_value``, but defined for every ``end_value``, also with
+    ``peak_value = 0`` (where optax stays at 0 instead of reaching
+    ``end_value``).
 
     Example:
       >>> import adaptx
@@ -236,8 +270,14 @@ def warmup_cosine_decay_schedule(
         raise ValueError(
             f"decay_steps must be an integer > warmup_steps ({warmup_steps}), got {decay_steps!r}"
         )
-    alpha = 0.0 if peak_value == 0 else end_value / peak_value
-    decay = cosine_decay_schedule(peak_value, decay_steps - warmup_steps, alpha, exponent)
+    check_positive("exponent", exponent)
+    steps = float(decay_steps - warmup_steps)
+
+    def decay(count):
+        c = jnp.minimum(_f32(count), steps)
+        cosine = 0.5 * (1 + jnp.cos(math.pi * c / steps))
+        return (end_value + (peak_value - end_value) * cosine**exponent).astype(jnp.float32)
+
     if warmup_steps == 0:
         return decay
     warm = linear_schedule(init_value, peak_value, warmup_steps)
@@ -266,7 +306,62 @@ def piecewise_constant_schedule(
         count = jnp.asarray(count)
         v = jnp.full((), init_value, jnp.float32)
         for b, s in items:
-            v = jnp.where(count >= b, v * s, v)
+            v = jnp.where(_reached(count, b), v * s, v)
         return v
 
     return schedule
+
+
+def warmup_constant_schedule(init_value: float, peak_value: float, warmup_steps: int) -> Schedule:
+    """Linear warm-up from ``init_value`` to ``peak_value`` over ``warmup_steps``, then constant.
+
+    ``peak_value`` from ``count = warmup_steps`` on. Same as optax's, except
+    for ``warmup_steps = 0``: adaptx is then constant at ``peak_value``;
+    optax's linear schedule with no steps stays at ``init_value`` forever.
+
+    Example:
+      >>> import adaptx
+      >>> s = adaptx.warmup_constant_schedule(0.0, 1.0, warmup_steps=4)
+      >>> [float(s(c)) for c in (0, 2, 4, 100)]
+      [0.0, 0.5, 1.0, 1.0]
+    """
+    check_number("init_value", init_value)
+    check_number("peak_value", peak_value)
+    check_integer("warmup_steps", warmup_steps, 0)
+    if warmup_steps == 0:
+        return constant_schedule(peak_value)
+    return linear_schedule(init_value, peak_value, warmup_steps)
+
+
+def warmup_exponential_decay_schedule(
+    init_value: float,
+    peak_value: float,
+    warmup_steps: int,
+    transition_steps: int,
+    decay_rate: float,
+    transition_begin: int = 0,
+    staircase: bool = False,
+    end_value: float | None = None,
+) -> Schedule:
+    """Linear warm-up to ``peak_value``, then ``exponential_decay`` from it.
+
+    The decay restarts its count at ``warmup_steps``:
+    ``schedule(warmup_steps + c) = exponential_decay(peak_value, transition_steps,
+    decay_rate, transition_begin, staircase, end_value)(c)``. Same as optax's.
+
+    Example:
+      >>> import adaptx
+      >>> s = adaptx.warmup_exponential_decay_schedule(0.0, 1.0, 2, 10, 0.5)
+      >>> [float(s(c)) for c in (0, 1, 2, 12)]
+      [0.0, 0.5, 1.0, 0.5]
+    """
+    check_number("init_value", init_value)
+    check_number("peak_value", peak_value)
+    check_integer("warmup_steps", warmup_steps, 0)
+    decay = exponential_decay(
+        peak_value, transition_steps, decay_rate, transition_begin, staircase, end_value
+    )
+    if warmup_steps == 0:
+        return decay
+    warm = linear_schedule(init_value, peak_value, warmup_steps)
+    return join_schedules([warm, decay], [warmup_steps])

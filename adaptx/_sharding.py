@@ -37,3 +37,35 @@ def full_like(x: Any, fill_value: Any, dtype: Any = None) -> jax.Array:
 def zeros_like(x: Any, dtype: Any = None) -> jax.Array:
     """``jnp.zeros_like(x, dtype)``, placed and sharded like ``x`` (see ``full_like``)."""
     return full_like(x, 0, dtype)
+
+
+def shard_like(x: Any, y: jax.Array) -> jax.Array:
+    """``y`` (computed from ``x``, same shape) placed like ``x`` under automatic sharding.
+
+    A result that went through matmuls or gathers (Newton-Schulz, a basis
+    rotation) has no elementwise link to ``x`` that the compiler's sharding
+    propagation would follow; ``shard_alike`` ties the two.
+    """
+    if isinstance(x, jax.core.Tracer) and jnp.ndim(x) > 0:
+        _, y = shard_alike(x, y)
+    return y
+
+
+def gather_explicit(x: jax.Array) -> tuple[jax.Array, Any]:
+    """``x`` replicated if an explicit mesh axis shards it, and its spec to restore.
+
+    Under explicit sharding a matmul that contracts a sharded axis has no
+    defined output sharding; linear algebra on a whole matrix (Newton-Schulz,
+    Gram matrices, eigenbases) gathers it first. Returns ``(x, None)`` when
+    no explicit axis shards ``x`` (automatic axes: the compiler decides).
+    """
+    spec = getattr(jax.typeof(x), "sharding", None)
+    spec = getattr(spec, "spec", None)
+    if spec is None or all(s is None for s in spec):
+        return x, None
+    return jax.sharding.reshard(x, jax.sharding.PartitionSpec()), spec
+
+
+def restore_explicit(y: jax.Array, spec: Any) -> jax.Array:
+    """``y`` resharded to ``spec`` (from ``gather_explicit``); unchanged for ``None``."""
+    return y if spec is None else jax.sharding.reshard(y, spec)

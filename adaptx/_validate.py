@@ -147,17 +147,28 @@ def check_integer(name: str, value: Any, minimum: int) -> None:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
+def schedule_start(schedule: Any) -> Any:
+    """``schedule(0)`` computed eagerly, or ``None`` when it cannot be (it raises).
+
+    Any exception means "cannot be checked": a schedule that needs more than a
+    count, or one that closes over traced values.
+    """
+    import jax.numpy as jnp
+
+    try:
+        return schedule(jnp.zeros((), jnp.int32))
+    except Exception:  # a schedule we cannot cheaply evaluate is not checked
+        return None
+
+
 def check_schedule_start(name: str, schedule: Any, low: float | None = None) -> None:
     """Checks a schedule's first value (``schedule(0)``): a finite scalar, ``>= low`` if given.
 
     A schedule that cannot be evaluated eagerly at construction (it raises,
     or needs more than a count) is not checked; its later values never are.
     """
-    import jax.numpy as jnp
-
-    try:
-        first = schedule(jnp.zeros((), jnp.int32))
-    except Exception:  # a schedule we cannot cheaply evaluate is not checked
+    first = schedule_start(schedule)
+    if first is None:
         return
     if np.shape(first) != ():
         raise ValueError(
@@ -169,6 +180,61 @@ def check_schedule_start(name: str, schedule: Any, low: float | None = None) -> 
     if math.isnan(v) or math.isinf(v) or (low is not None and v < low):
         rng = "finite values" if low is None else f"finite values >= {low}"
         raise ValueError(f"{name} schedule must give {rng}, got {v!r} at step 0")
+
+
+def check_fits_params(name: str, value: Any, params: Any, *, what: str = "the params'") -> None:
+    """A hyper-parameter that multiplies the updates must be finite in the params' dtypes.
+
+    Called by ``init`` (the first time the params' dtypes are known): a factor
+    larger than the largest finite number of a leaf's dtype (``sgd(1e40)``
+    on float32 params, ``scale(1e5)`` on float16 ones) would turn every update
+    into an infinity. Only concrete values are checked: a number, a concrete
+    scalar array, or a schedule's value at step 0 (computed here, eagerly; a
+    schedule that cannot be is skipped); a traced value is not. Leaves that
+    are not floating (or complex) are skipped, and so is a tree with none.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from adaptx._validate import check_fits_params
+      >>> check_fits_params("learning_rate", 1e40, {"w": jnp.zeros(2)})
+      Traceback (most recent call last):
+      ...
+      ValueError: learning_rate=1e+40 overflows the params' dtype float32 (largest finite ...
+    """
+    import jax.numpy as jnp
+
+    leaves = jax.tree.leaves(params)
+    if not leaves:
+        return
+    given = value
+    if callable(value) and not _is_array(value):
+        value = schedule_start(value)
+        if value is None or np.shape(value) != ():
+            return
+    if not is_concrete_number(value):
+        return
+    v = abs(float(value))
+    if math.isnan(v) or math.isinf(v):
+        return  # construction rejects these with its own message
+    seen = set()
+    for x in leaves:
+        dtype = jnp.dtype(getattr(x, "dtype", None) or np.result_type(x))
+        if dtype in seen or not jnp.issubdtype(dtype, jnp.inexact):
+            continue
+        seen.add(dtype)
+        big = float(jnp.finfo(dtype).max)
+        if v > big:
+            if isinstance(given, (int, float)):
+                shown = f"{name}={given!r}"
+            elif callable(given) and not _is_array(given):
+                shown = f"{name} (a schedule giving {float(value)!r} at step 0)"
+            else:
+                shown = f"{name}={float(value)!r}"
+            raise ValueError(
+                f"{shown} overflows {what} dtype {dtype} "
+                f"(largest finite value {big:.4g}): every update would be infinite; "
+                f"use a smaller {name} or wider params"
+            )
 
 
 def check_learning_rate(name: str, value: Any) -> None:

@@ -8,9 +8,15 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from adaptx._base import GradientTransformation, Params, check_stateless, init_empty_state
+from adaptx._base import (
+    EmptyState,
+    GradientTransformation,
+    Params,
+    check_stateless,
+    is_mask_function,
+)
 from adaptx._numerics import _wide, compute_dtype, hyperparam
-from adaptx._validate import check_nonnegative
+from adaptx._validate import check_fits_params, check_nonnegative
 
 _NEEDS_PARAMS = (
     "add_decayed_weights needs the parameters: call tx.update(updates, state, params) "
@@ -93,11 +99,15 @@ def add_decayed_weights(
         check_stateless("add_decayed_weights", updates, state, params)
         if mask is None:
             return jax.tree.map(decay, updates, params), state
-        keep = mask(params) if callable(mask) else mask
+        keep = mask(params) if is_mask_function(mask) else mask
 
         def maybe(k: Any, u: Any, p: Any) -> Any:
             return jax.tree.map(decay, u, p) if _mask_leaf(k) else u
 
         return jax.tree.map(maybe, keep, updates, params), state
 
-    return GradientTransformation(init_empty_state, update_fn)
+    def init_fn(params: Params) -> EmptyState:
+        check_fits_params("weight_decay", weight_decay, params)
+        return EmptyState()
+
+    return GradientTransformation(init_fn, update_fn)

@@ -517,6 +517,43 @@ CASES = [
         adaptx.TreeMismatchError,
         r"apply_updates: the updates tree has a different structure",
     ),
+    # --- hyper-parameters that overflow the params' dtype (caught at init) -------------
+    (
+        "lr overflows float32",
+        lambda: adaptx.sgd(1e40).init(P),
+        ValueError,
+        r"learning_rate=1e\+40 overflows the params' dtype float32 \(largest finite value 3.4",
+    ),
+    (
+        "lr overflows float16",
+        lambda: adaptx.adam(1e5).init({"h": jnp.ones(2, jnp.float16)}),
+        ValueError,
+        r"learning_rate=100000.0 overflows the params' dtype float16",
+    ),
+    (
+        "lr schedule overflows float16 at step 0",
+        lambda: adaptx.sgd(adaptx.constant_schedule(1e5)).init({"h": jnp.ones(2, jnp.float16)}),
+        ValueError,
+        r"learning_rate \(a schedule giving 100000.0 at step 0\) overflows .* float16",
+    ),
+    (
+        "scale overflows float32",
+        lambda: adaptx.scale(-1e39).init(P),
+        ValueError,
+        r"step_size=-1e\+39 overflows the params' dtype float32",
+    ),
+    (
+        "weight_decay overflows float32",
+        lambda: adaptx.adamw(1e-3, weight_decay=1e39).init(P),
+        ValueError,
+        r"weight_decay=1e\+39 overflows the params' dtype float32",
+    ),
+    (
+        "injected lr overflows its float32 array",
+        lambda: adaptx.inject_hyperparams(adaptx.sgd)(1e40),
+        ValueError,
+        r"learning_rate=1e\+40 overflows the hyper-parameters' \(float32 arrays\) dtype float32",
+    ),
 ]
 
 
@@ -536,6 +573,13 @@ def test_tree_mismatch_is_reported_at_trace_time_under_jit():
     state = tx.init(P)
     with pytest.raises(adaptx.TreeMismatchError, match=r"\['b'\]"):
         jax.jit(tx.update)({**G, "b": G["b"][:1]}, state, P)
+
+
+def test_an_overflowing_lr_is_fine_for_wider_params_and_unchecked_when_traced():
+    with jax.enable_x64(True):
+        adaptx.sgd(1e40).init({"w": jnp.ones(2, jnp.float64)})
+    # Traced under jit: not inspected (its value is unknown at trace time).
+    jax.jit(lambda lr: adaptx.sgd(lr).init(P))(jnp.float32(1.0))
 
 
 def test_traced_hyperparameters_are_not_checked_but_their_shape_is():
@@ -567,6 +611,13 @@ _VALID = {
     "every_k_schedule": 2,
     "sync_period": 2,
     "slow_step_size": 0.5,
+    "alpha": 5.0,  # ademamix_alpha_schedule
+    "b3": 0.999,  # ademamix_b3_schedule
+    "clipping": 0.1,
+    "eta": 0.01,
+    "gamma": 0.55,
+    "key": 0,
+    "interpolate_type": "linear",
 }
 _TRANSFORM_ARGS = {"inner", "opt", "fast_optimizer", "inner_factory", "transform"}
 _NUMERIC_OPTIONAL = {"momentum", "b1_decay", "end_value", "momentum_decay", "learning_rate"}

@@ -131,3 +131,91 @@ def test_freeze_zeroes_frozen_leaves_only():
         ref, _ = theirs.update(grads, theirs.init(params), params)
     got, _ = ours.update(grads, ours.init(params), params)
     jax.tree.map(np.testing.assert_array_equal, got, ref)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: adaptx.masked(adaptx.trace(0.9), {"dense": True, "norm": False}),
+        lambda: adaptx.masked(adaptx.trace(0.9), lambda p: {"dense": True, "norm": False}),
+        lambda: adaptx.partition(
+            {"a": adaptx.adam(0.1), "b": adaptx.sgd(0.1, momentum=0.9)},
+            {"dense": "a", "norm": "b"},
+        ),
+        lambda: adaptx.freeze({"dense": {"w": True, "b": False}, "norm": False}),
+        lambda: adaptx.chain(adaptx.freeze({"dense": True, "norm": False}), adaptx.adam(0.1)),
+    ],
+    ids=["masked", "masked_fn", "partition", "freeze", "chain_freeze_adam"],
+)
+def test_optax_tree_utilities_see_the_params_trees_of_masked_states(make):
+    # optax.tree.map_params calls init on an empty placeholder pytree, which no
+    # mask for the real params describes.
+    tx = make()
+    params = _params()
+    state = tx.init(params)
+    halves = optax.tree.map_params(tx, lambda x: x / 2, state)
+    assert jax.tree.structure(halves) == jax.tree.structure(state)
+    # The same params-shaped subtrees as optax's namesake sees.
+    shapes = optax.tree.map_params(tx, lambda x: "p", jax.tree.map(jnp.shape, state))
+    assert "p" in jax.tree.leaves(shapes) or not jax.tree.leaves(state)
+
+
+def test_a_callable_pytree_mask_is_a_tree_not_a_function():
+    # An equinox Module with __call__ is callable and a pytree; as a mask it is
+    # the tree of its fields (optax issue 913). Calling it would fail here.
+    eqx = pytest.importorskip("equinox")
+
+    class Linear(eqx.Module):
+        w: object
+        b: object
+
+        def __call__(self, x):
+            return self.w @ x + self.b
+
+    params = Linear(jnp.array([[1.0, 2.0]]), jnp.array([3.0]))
+    mask = Linear(True, False)
+    assert callable(mask)
+    grads = Linear(jnp.array([[1.0, -1.0]]), jnp.array([5.0]))
+    cases = [
+        # masked: w scaled, b untouched
+        (adaptx.masked(adaptx.scale(-0.5), mask), [[-0.5, 0.5]], [5.0]),
+        # freeze b after scaling everything
+        (
+            adaptx.chain(adaptx.scale(-0.5), adaptx.freeze(Linear(False, True))),
+            [[-0.5, 0.5]],
+            [0.0],
+        ),
+        # decay w only: w + 1.0 * params.w
+        (adaptx.add_decayed_weights(1.0, mask=mask), [[2.0, 1.0]], [5.0]),
+        # partition: w by -0.5, b by 2
+        (
+            adaptx.partition({"x": adaptx.scale(-0.5), "y": adaptx.scale(2.0)}, Linear("x", "y")),
+            [[-0.5, 0.5]],
+            [10.0],
+        ),
+    ]
+    for tx, w, b in cases:
+        updates, _ = tx.update(grads, tx.init(params), params)
+        assert isinstance(updates, Linear)
+        np.testing.assert_array_equal(updates.w, w)
+        np.testing.assert_array_equal(updates.b, b)
+
+
+def test_masks_given_as_functions_are_still_called():
+    import functools
+
+    params = _params()
+    calls = []
+
+    def mask_fn(p, value):
+        calls.append(jax.tree.structure(p))
+        return jax.tree.map(lambda _: value, p)
+
+    for mask in (
+        functools.partial(mask_fn, value=True),
+        jax.tree_util.Partial(mask_fn, value=True),
+    ):
+        tx = adaptx.masked(adaptx.scale(2.0), mask)
+        updates, _ = tx.update(params, tx.init(params), params)
+        np.testing.assert_array_equal(updates["norm"], 2 * params["norm"])
+    assert len(calls) == 4

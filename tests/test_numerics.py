@@ -53,6 +53,25 @@ def test_safe_increment_saturates(jit):
     assert adaptx.safe_increment(top).dtype == jnp.int32
 
 
+@pytest.mark.parametrize("dtype", ["int8", "int16", "uint8", "uint16", "int32", "float16"])
+def test_safe_increment_every_dtype_counts_then_saturates_at_its_maximum(dtype, jit):
+    dtype = jnp.dtype(dtype)
+    inc = jit(adaptx.safe_increment)
+    three = jnp.asarray(3, dtype)
+    assert inc(three).dtype == dtype
+    assert int(inc(three)) == 4
+    top = np.iinfo(dtype).max if jnp.issubdtype(dtype, jnp.integer) else np.finfo(dtype).max
+    top = jnp.asarray(top, dtype)
+    assert inc(top) == top  # never wraps to the minimum (or to inf)
+    assert inc(top - jnp.ones((), dtype)) == top or jnp.issubdtype(dtype, jnp.floating)
+
+
+@pytest.mark.parametrize("dtype", ["bool", "complex64"])
+def test_safe_increment_rejects_what_is_no_counter(dtype):
+    with pytest.raises(ValueError, match=f"integer or floating counter, got dtype {dtype}"):
+        adaptx.safe_increment(jnp.asarray(1, dtype))
+
+
 def test_global_norm_matches_numpy_and_bf16_does_not_overflow():
     tree = {"a": jnp.arange(5.0, dtype=jnp.float32), "b": [jnp.array([[3.0, -4.0]], jnp.float32)]}
     want = np.sqrt(np.sum(np.arange(5.0) ** 2) + 25.0)

@@ -92,3 +92,60 @@ def test_first_update_uses_schedule_at_zero():
 def test_bad_schedule_arguments_raise(make):
     with pytest.raises(ValueError):
         make()
+
+
+def _cos(t: float) -> float:
+    return 0.5 * (1.0 + np.cos(np.pi * t))
+
+
+BIG = 10**10  # no int32 holds it
+TOP = np.iinfo(np.int32).max  # where step counters saturate
+
+# (schedule with step arguments past int32, count, value from float64 NumPy)
+HUGE_STEPS = {
+    "cosine": (adaptx.cosine_decay_schedule(1000.0, BIG), 10**9, 1000.0 * _cos(0.1)),
+    "exponential": (adaptx.exponential_decay(1.0, BIG, 0.5), 10**9, 0.5**0.1),
+    "exponential_begin": (adaptx.exponential_decay(1.0, 10, 0.5, transition_begin=BIG), TOP, 1.0),
+    "polynomial": (adaptx.polynomial_schedule(1.0, 0.0, 2, BIG), 10**9, 0.9**2),
+    "linear_begin": (adaptx.linear_schedule(1.0, 0.0, 10, transition_begin=BIG), TOP, 1.0),
+    "warmup_cosine": (
+        adaptx.warmup_cosine_decay_schedule(0.0, 1.0, BIG, 2 * BIG),
+        10**9,
+        0.1,
+    ),
+    "warmup_cosine_decay": (
+        adaptx.warmup_cosine_decay_schedule(0.0, 1.0, 10, BIG + 10),
+        10**9 + 10,
+        _cos(0.1),
+    ),
+    "piecewise": (adaptx.piecewise_constant_schedule(1.0, {10: 0.5, BIG: 0.1}), TOP, 0.5),
+    "join": (
+        adaptx.join_schedules(
+            [adaptx.constant_schedule(1.0), adaptx.constant_schedule(2.0)], [BIG]
+        ),
+        TOP,
+        1.0,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HUGE_STEPS))
+def test_step_arguments_past_int32_work(name, jit):
+    # A Python int past int32 used to be accepted at construction and raise
+    # OverflowError when the schedule was called.
+    schedule, count, want = HUGE_STEPS[name]
+    got = jit(schedule)(jnp.asarray(count, jnp.int32))
+    assert got.dtype == jnp.float32
+    np.testing.assert_allclose(float(got), want, rtol=1e-5)
+
+
+def test_warmup_cosine_reaches_any_end_value():
+    # end_value below zero, and a zero peak: the decay still ends at end_value.
+    for peak, end in ((1.21, -3.0), (0.0, -3.0)):
+        s = adaptx.warmup_cosine_decay_schedule(0.2, peak, 50, 100, end_value=end, exponent=2)
+        counts = np.array([0, 10, 50, 75, 100, 130])
+        warm = 0.2 + (peak - 0.2) * np.minimum(counts, 50) / 50
+        frac = np.minimum(np.maximum(counts - 50, 0), 50) / 50
+        decay = end + (peak - end) * _cos(frac) ** 2
+        want = np.where(counts < 50, warm, decay)
+        np.testing.assert_allclose(jax.vmap(s)(jnp.asarray(counts)), want, rtol=1e-5, atol=1e-6)

@@ -140,7 +140,7 @@ def _one_device(name: str):
     return jax.device_get((params, state))
 
 
-def _assert_close(got, want) -> None:
+def _assert_close(got, want, rtol: float = 2e-5) -> None:
     assert jax.tree.structure(got) == jax.tree.structure(want)
     paths = [p for p, _ in jax.tree_util.tree_leaves_with_path(want)]
     for path, a, b in zip(paths, jax.tree.leaves(got), jax.tree.leaves(want)):
@@ -149,7 +149,7 @@ def _assert_close(got, want) -> None:
         assert (a.dtype, a.shape) == (b.dtype, b.shape), where
         if np.issubdtype(a.dtype, np.inexact):
             # float32 rounding: sums over shards or replicas are taken in another order.
-            np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6, err_msg=where)
+            np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol / 10, err_msg=where)
         else:
             np.testing.assert_array_equal(a, b, err_msg=where)
 
@@ -167,6 +167,12 @@ def _spec(spec: P, ndim: int) -> tuple:
     return tuple(spec) + (None,) * (ndim - len(spec))
 
 
+def _is_factored_statistic(path) -> bool:
+    """A factored statistic (adafactor's ``v_row``, ``v_col``) is a parameter with one axis
+    averaged out, sharded like the remaining axes: its shape may be another parameter's."""
+    return any(getattr(k, "name", None) in ("v_row", "v_col") for k in path)
+
+
 def _check_placement(tree, mesh, what: str) -> None:
     """Leaves shaped like a parameter are sharded like it; scalars are replicated."""
     by_shape = dict(LAYOUT.values())
@@ -175,9 +181,10 @@ def _check_placement(tree, mesh, what: str) -> None:
         where = what + jax.tree_util.keystr(path)
         assert isinstance(leaf, jax.Array), f"{where} is a {type(leaf).__name__}, not an array"
         assert leaf.sharding.device_set == devices, f"{where} is on {leaf.sharding}"
+        factored = _is_factored_statistic(path)
         if leaf.ndim == 0:
             assert leaf.sharding.is_fully_replicated, f"{where} is {leaf.sharding}"
-        elif leaf.shape in by_shape:
+        elif leaf.shape in by_shape and not factored:
             want = NamedSharding(mesh, by_shape[leaf.shape])
             assert leaf.sharding.is_equivalent_to(want, leaf.ndim), (
                 f"{where} {leaf.shape} is sharded {_spec(leaf.sharding.spec, leaf.ndim)}, "
@@ -205,7 +212,7 @@ def test_sharded_jit_state_follows_params_and_matches_one_device(entry):
         _check_placement(state, mesh, "state")
         _check_placement(params, mesh, "params")
         _check_placement(updates, mesh, "updates")
-    _assert_close(jax.device_get((params, state)), _one_device(entry.name))
+    _assert_close(jax.device_get((params, state)), _one_device(entry.name), entry.sharding_rtol)
 
 
 def _check_specs(tree, what: str) -> None:
@@ -214,6 +221,8 @@ def _check_specs(tree, what: str) -> None:
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
         where = what + jax.tree_util.keystr(path)
         got = _spec(leaf.sharding.spec, leaf.ndim) if leaf.sharding is not None else None
+        if _is_factored_statistic(path):
+            continue
         if leaf.ndim and leaf.shape in by_shape:
             assert got == _spec(by_shape[leaf.shape], leaf.ndim), f"{where}: {leaf.sharding}"
         else:
@@ -298,7 +307,11 @@ def test_pmap_replicas_agree_and_match_one_device(entry):
     for leaf in jax.tree.leaves((params, state)):
         for replica in leaf[1:]:
             np.testing.assert_array_equal(replica, leaf[0], err_msg="replicas differ")
-    _assert_close(jax.tree.map(lambda leaf: leaf[0], (params, state)), _one_device(entry.name))
+    _assert_close(
+        jax.tree.map(lambda leaf: leaf[0], (params, state)),
+        _one_device(entry.name),
+        entry.sharding_rtol,
+    )
 
 
 @pytest.mark.parametrize("entry", ENTRIES)
@@ -316,7 +329,7 @@ def test_shard_map_data_parallel_matches_one_device(entry):
     )
     with jax.set_mesh(mesh):
         got = train(PARAMS, *jax.device_put((X, Y), NamedSharding(mesh, P("batch"))))
-    _assert_close(jax.device_get(got), _one_device(entry.name))
+    _assert_close(jax.device_get(got), _one_device(entry.name), entry.sharding_rtol)
 
 
 # --- reductions over the whole tree -------------------------------------------

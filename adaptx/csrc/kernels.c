@@ -1,21 +1,31 @@
-/* Single-pass CPU kernels for adaptx's fused optimizer path (XLA FFI, C API).
+/* Single-pass CPU kernels of adaptx.fused (XLA FFI, C API).
 
-   Each kernel walks every leaf of a pytree and the matching stretch of one
-   flat float32 state buffer in one loop, so an optimizer step over thousands
-   of leaves is one XLA operation instead of thousands. The arithmetic is the
-   per-leaf JAX path's, operation by operation, so both give the same bits:
+   One loop per algorithm, Adam (with AdamW's decoupled weight decay) and SGD
+   with heavy-ball or Nesterov momentum. Each call walks N parameter leaves and
+   the matching stretch of the flat float32 state buffers in one pass, so a step
+   over thousands of leaves is one XLA operation. Every operation is rounded as
+   written (built with -ffp-contract=off: no fused multiply-add), in the same
+   order as adaptx/fused/_maths.py, the pure-JAX version of the same maths; the
+   results are identical on every instruction set (sqrt and division are
+   correctly rounded in SSE, AVX2 and AVX-512 alike) and within a few ulps of
+   the per-leaf chains (adaptx.adam, ...), which XLA may contract and reorder.
 
-   - flag EXACT_JIT set: the operations XLA's CPU backend emits for the
-     jitted per-leaf path (division by a scalar becomes multiplication by its
-     reciprocal, and `a * b + c` inside one fusion becomes fma(a, b, c));
-   - flag clear: the operations of op-by-op (eager) execution, each rounded.
+   Instruction set: the loops are compiled for AVX-512F, AVX2 and baseline
+   x86-64 (GCC target_clones; the loader picks the best the CPU has at run
+   time), so a generic build is vectorised on every x86-64 CPU.
+   `adaptx_isa()` reports the choice.
 
-   The Python side (adaptx/_native.py) chooses the flag and checks the
-   equality in tests/test_flat.py.
+   Scalars: operand 0 is a float32 vector laid out as `AdamScalars` or
+   `SgdScalars` below (computed per step in JAX: they may be traced). Static
+   settings are named FFI attributes (int32 `apply`, `decay`, `nesterov`,
+   `has_trace`; int64 `offset`).
 
    Work is split into chunks that the caller and XLA's intra-op thread pool
    claim from an atomic counter; the caller waits only for chunks already
-   claimed, so it never waits on a task the pool has not started. */
+   claimed, so it never waits on a task the pool has not started.
+
+   The XLA FFI C API header (xla_ffi_c_api.h) is vendored from OpenXLA under
+   the Apache License 2.0 (see that file). */
 
 #include <math.h>
 #include <sched.h>
@@ -25,241 +35,142 @@
 
 #include "xla_ffi_c_api.h"
 
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(__clang__)
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
 #define ADAPTX_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define ADAPTX_X86 1
 #else
 #define ADAPTX_CLONES
+#define ADAPTX_X86 0
 #endif
 
 #define EXPORT __attribute__((visibility("default")))
 
-enum {
-  F_APPLY = 1,     /* write p + u into the (aliased) params instead of u */
-  F_EXACT_JIT = 2, /* XLA-fused rounding (see above) instead of op-by-op */
-  F_DECAY = 4,     /* AdamW: add weight_decay * p to the direction */
-  F_NESTEROV = 8,  /* momentum: g + mu * b instead of b */
-};
+/* Operand 0 of adaptx_adam: one step's scalars, in this order (float32[11]). */
+typedef struct {
+  float b1, one_minus_b1;    /* first-moment decay, and 1 - b1 */
+  float b2, one_minus_b2;    /* second-moment decay, and 1 - b2 */
+  float inv_c1, inv_c2;      /* 1 / (1 - b1^t), 1 / (1 - b2^t) */
+  float eps, eps_root;
+  float weight_decay;        /* read with attribute decay = 1 */
+  float neg_lr;              /* -learning rate at this step */
+  float gscale;              /* the gradients are multiplied by this first (clipping; else 1) */
+} AdamScalars;
+
+/* Operand 0 of adaptx_sgd (float32[3]). */
+typedef struct {
+  float momentum, neg_lr, gscale;
+} SgdScalars;
 
 /* ------------------------------------------------------------------------ */
-/* Per-element loops. `restrict` is honest: XLA gives distinct buffers, and an
-   aliased output is the same pointer as its input only in the in-place
-   kernels, which read and write through one pointer. */
+/* The maths, one element at a time. A zero denominator (eps = 0 and a zero
+   second moment) gives a zero direction; a NaN stays NaN. */
 
-ADAPTX_CLONES
-static void adam_moments(float* restrict m, float* restrict v, const float* restrict g,
-                         int64_t n, const float* s, int exact) {
-  const float d1 = s[0], c1 = s[1], d2 = s[2], c2 = s[3], gs = s[10];
-  if (exact) {
-    for (int64_t j = 0; j < n; ++j) {
-      const float gj = g[j] * gs;
-      m[j] = fmaf(d1, m[j], c1 * gj);
-      v[j] = fmaf(d2, v[j], c2 * (gj * gj));
-    }
-  } else {
-    for (int64_t j = 0; j < n; ++j) {
-      const float gj = g[j] * gs;
-      m[j] = d1 * m[j] + c1 * gj;
-      v[j] = d2 * v[j] + c2 * (gj * gj);
-    }
+static inline float adam_elem(float* restrict m, float* restrict v, float g, float p,
+                              const AdamScalars* s, int decay) {
+  const float gj = g * s->gscale;
+  const float mj = s->b1 * *m + s->one_minus_b1 * gj;
+  const float vj = s->b2 * *v + s->one_minus_b2 * (gj * gj);
+  *m = mj;
+  *v = vj;
+  const float den = sqrtf(vj * s->inv_c2 + s->eps_root) + s->eps;
+  const float q = (mj * s->inv_c1) / (den != 0.0f ? den : 1.0f);
+  float u = den != 0.0f ? q : 0.0f;
+  if (decay) u = u + s->weight_decay * p;
+  return s->neg_lr * u;
+}
+
+static inline float sgd_elem(float* restrict b, float g, const SgdScalars* s, int has_trace,
+                             int nesterov) {
+  const float gj = g * s->gscale;
+  float d = gj;
+  if (has_trace) {
+    const float bj = s->momentum * *b + gj;
+    *b = bj;
+    d = nesterov ? gj + s->momentum * bj : bj;
   }
+  return s->neg_lr * d;
 }
 
-/* The Adam direction, then * lr (update) or p + direction * lr (apply, in place).
-   s: 4 1/(1-b1^t), 5 1/(1-b2^t), 6 eps, 7 eps_root, 8 lr (signed), 9 weight_decay,
-   10 a factor the gradients are multiplied by first (clip_by_global_norm's, else 1).
-   XLA divides by a scalar as a multiplication by its reciprocal, jitted or not.
-   A zero (or NaN) denominator gives a zero direction, as divide_or_zero in _adam.py:
-   the quotient is computed with a safe denominator, then selected (a blend once
-   vectorised; -fno-trapping-math lets the compiler compute both sides). */
-static inline float divide_or_zero(float x, float d) {
-  const float q = x / (d > 0.0f ? d : 1.0f);
-  return d > 0.0f ? q : 0.0f;
-}
-#define ADAM_DIRECTION_JIT(j) divide_or_zero(m[j] * s[4], sqrtf(fmaf(v[j], s[5], s[7])) + s[6])
-#define ADAM_DIRECTION_EAGER(j) divide_or_zero(m[j] * s[4], sqrtf(v[j] * s[5] + s[7]) + s[6])
+/* ------------------------------------------------------------------------ */
+/* The loops: `out` gets the update u, or (apply) p + u with out == p in place. */
 
 ADAPTX_CLONES
-static void adam_update(float* restrict out, const float* restrict m, const float* restrict v,
-                        const float* restrict p, int64_t n, const float* s, int flags) {
-  const float lr = s[8], wd = s[9];
-  const int decay = flags & F_DECAY;
-  if (flags & F_EXACT_JIT) {
-    for (int64_t j = 0; j < n; ++j) {
-      float d = ADAM_DIRECTION_JIT(j);
-      if (decay) d = fmaf(wd, p[j], d);
-      out[j] = d * lr;
-    }
-  } else {
-    for (int64_t j = 0; j < n; ++j) {
-      float d = ADAM_DIRECTION_EAGER(j);
-      if (decay) d = d + wd * p[j];
-      out[j] = lr * d;
-    }
-  }
-}
-
-ADAPTX_CLONES
-static void adam_apply(float* restrict p, const float* restrict m, const float* restrict v,
-                       int64_t n, const float* s, int flags) {
-  const float lr = s[8], wd = s[9];
-  const int decay = flags & F_DECAY;
-  if (flags & F_EXACT_JIT) {
+static void adam_loop(float* restrict m, float* restrict v, const float* restrict g,
+                      float* p, float* out, int64_t n, const AdamScalars* s, int decay,
+                      int apply) {
+  if (apply) {
     for (int64_t j = 0; j < n; ++j) {
       const float pj = p[j];
-      float d = ADAM_DIRECTION_JIT(j);
-      if (decay) d = fmaf(wd, pj, d);
-      p[j] = fmaf(d, lr, pj);
+      out[j] = pj + adam_elem(m + j, v + j, g[j], pj, s, decay);
     }
+  } else if (decay) {
+    for (int64_t j = 0; j < n; ++j) out[j] = adam_elem(m + j, v + j, g[j], p[j], s, 1);
   } else {
-    for (int64_t j = 0; j < n; ++j) {
-      const float pj = p[j];
-      float d = ADAM_DIRECTION_EAGER(j);
-      if (decay) d = d + wd * pj;
-      p[j] = pj + lr * d;
-    }
+    for (int64_t j = 0; j < n; ++j) out[j] = adam_elem(m + j, v + j, g[j], 0.0f, s, 0);
   }
 }
 
 ADAPTX_CLONES
-static void momentum_buffer(float* restrict b, const float* restrict g, int64_t n, const float* s,
-                            int exact) {
-  const float mu = s[0], gs = s[2];
-  if (exact) {
-    for (int64_t j = 0; j < n; ++j) b[j] = fmaf(mu, b[j], g[j] * gs);
+static void sgd_loop(float* restrict b, const float* restrict g, float* p, float* out, int64_t n,
+                     const SgdScalars* s, int has_trace, int nesterov, int apply) {
+  if (apply) {
+    for (int64_t j = 0; j < n; ++j) out[j] = p[j] + sgd_elem(b + j, g[j], s, has_trace, nesterov);
   } else {
-    for (int64_t j = 0; j < n; ++j) b[j] = mu * b[j] + g[j] * gs;
+    for (int64_t j = 0; j < n; ++j) out[j] = sgd_elem(b + j, g[j], s, has_trace, nesterov);
   }
 }
 
-/* The momentum direction (b, or g + mu b for Nesterov), then * lr or p + ... in place.
-   s: 0 mu, 1 lr (signed), 2 a factor the gradients are multiplied by first (else 1) */
-ADAPTX_CLONES
-static void momentum_update(float* restrict out, const float* restrict b, const float* restrict g,
-                            int64_t n, const float* s, int flags) {
-  const float mu = s[0], lr = s[1], gs = s[2];
-  const int nesterov = flags & F_NESTEROV;
-  if (flags & F_EXACT_JIT) {
-    for (int64_t j = 0; j < n; ++j) out[j] = (nesterov ? fmaf(mu, b[j], g[j] * gs) : b[j]) * lr;
-  } else {
-    for (int64_t j = 0; j < n; ++j) out[j] = lr * (nesterov ? g[j] * gs + mu * b[j] : b[j]);
-  }
+/* The clone the target_clones resolver picks on this CPU: the same priority order. */
+static int isa_level(void) {
+#if ADAPTX_X86
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return 3;
+  if (__builtin_cpu_supports("avx2")) return 2;
+#endif
+  return 1;
 }
 
-ADAPTX_CLONES
-static void momentum_apply(float* restrict p, const float* restrict b, const float* restrict g,
-                           int64_t n, const float* s, int flags) {
-  const float mu = s[0], lr = s[1], gs = s[2];
-  const int nesterov = flags & F_NESTEROV;
-  if (flags & F_EXACT_JIT) {
-    for (int64_t j = 0; j < n; ++j)
-      p[j] = fmaf(nesterov ? fmaf(mu, b[j], g[j] * gs) : b[j], lr, p[j]);
-  } else {
-    for (int64_t j = 0; j < n; ++j) p[j] = p[j] + lr * (nesterov ? g[j] * gs + mu * b[j] : b[j]);
+EXPORT const char* adaptx_isa(void) {
+#if ADAPTX_X86
+  switch (isa_level()) {
+    case 3: return "avx512f";
+    case 2: return "avx2";
+    default: return "x86-64";
   }
-}
-
-/* One pass for the whole step: moments, direction and p += lr * direction, in place. */
-ADAPTX_CLONES
-static void adam_step(float* restrict p, float* restrict m, float* restrict v,
-                      const float* restrict g, int64_t n, const float* s, int flags) {
-  const float d1 = s[0], c1 = s[1], d2 = s[2], c2 = s[3], lr = s[8], wd = s[9], gs = s[10];
-  const int decay = flags & F_DECAY;
-  if (flags & F_EXACT_JIT) {
-    for (int64_t j = 0; j < n; ++j) {
-      const float gj = g[j] * gs, pj = p[j];
-      m[j] = fmaf(d1, m[j], c1 * gj);
-      v[j] = fmaf(d2, v[j], c2 * (gj * gj));
-      float d = ADAM_DIRECTION_JIT(j);
-      if (decay) d = fmaf(wd, pj, d);
-      p[j] = fmaf(d, lr, pj);
-    }
-  } else {
-    for (int64_t j = 0; j < n; ++j) {
-      const float gj = g[j] * gs, pj = p[j];
-      m[j] = d1 * m[j] + c1 * gj;
-      v[j] = d2 * v[j] + c2 * (gj * gj);
-      float d = ADAM_DIRECTION_EAGER(j);
-      if (decay) d = d + wd * pj;
-      p[j] = pj + lr * d;
-    }
-  }
-}
-
-ADAPTX_CLONES
-static void momentum_step(float* restrict p, float* restrict b, const float* restrict g, int64_t n,
-                          const float* s, int flags) {
-  const float mu = s[0], lr = s[1], gs = s[2];
-  const int nesterov = flags & F_NESTEROV;
-  if (flags & F_EXACT_JIT) {
-    for (int64_t j = 0; j < n; ++j) {
-      const float gj = g[j] * gs;
-      b[j] = fmaf(mu, b[j], gj);
-      p[j] = fmaf(nesterov ? fmaf(mu, b[j], gj) : b[j], lr, p[j]);
-    }
-  } else {
-    for (int64_t j = 0; j < n; ++j) {
-      const float gj = g[j] * gs;
-      b[j] = mu * b[j] + gj;
-      p[j] = p[j] + lr * (nesterov ? gj + mu * b[j] : b[j]);
-    }
-  }
+#else
+  return "generic";
+#endif
 }
 
 /* ------------------------------------------------------------------------ */
 /* A job: N leaves laid end to end over the flat state buffers. */
 
-enum {
-  KIND_ADAM_MOMENTS,
-  KIND_ADAM_OUT,
-  KIND_ADAM_STEP,
-  KIND_MOMENTUM_BUFFER,
-  KIND_MOMENTUM_OUT,
-  KIND_MOMENTUM_STEP
-};
-enum { CHUNK = 1 << 15, SERIAL_BELOW = 1 << 16, MAX_LEAF_ARRAYS = 3 };
+enum { KIND_ADAM, KIND_SGD };
+enum { CHUNK = 1 << 15, SERIAL_BELOW = 1 << 16 };
 
 typedef struct {
-  int kind, flags;
-  const float* s;
-  float* flat[2];                          /* state buffers, T elements each */
+  int kind, apply, decay, nesterov, has_trace;
+  const void* s;
+  float* flat[2];          /* state buffers, from the call's offset */
   int64_t n_leaves, total, n_chunks;
-  const int64_t* off;                      /* n_leaves + 1 offsets into the flat buffers */
-  float* const* out;                       /* per-leaf outputs (or NULL) */
-  const float* const* in[MAX_LEAF_ARRAYS]; /* per-leaf inputs: g, p (or NULL) */
-  int64_t next, done, refs;                /* atomics */
+  const int64_t* off;      /* n_leaves + 1 offsets into the flat buffers */
+  float* const* out;       /* per-leaf results */
+  const float* const* g;   /* per-leaf gradients */
+  float* const* p;         /* per-leaf params (or NULL) */
+  int64_t next, done, refs; /* atomics */
 } Job;
 
 static void run_span(const Job* J, int64_t i, int64_t a, int64_t b) {
   const int64_t k = a - J->off[i], n = b - a;
-  const float* g = J->in[0] ? J->in[0][i] + k : NULL;
-  const float* p = J->in[1] ? J->in[1][i] + k : NULL;
-  float* out = J->out ? J->out[i] + k : NULL;
-  switch (J->kind) {
-    case KIND_ADAM_MOMENTS:
-      adam_moments(J->flat[0] + a, J->flat[1] + a, g, n, J->s, J->flags & F_EXACT_JIT);
-      break;
-    case KIND_ADAM_OUT:
-      if (J->flags & F_APPLY)
-        adam_apply(out, J->flat[0] + a, J->flat[1] + a, n, J->s, J->flags);
-      else
-        adam_update(out, J->flat[0] + a, J->flat[1] + a, p, n, J->s, J->flags);
-      break;
-    case KIND_ADAM_STEP:
-      adam_step(out, J->flat[0] + a, J->flat[1] + a, g, n, J->s, J->flags);
-      break;
-    case KIND_MOMENTUM_STEP:
-      momentum_step(out, J->flat[0] + a, g, n, J->s, J->flags);
-      break;
-    case KIND_MOMENTUM_BUFFER:
-      momentum_buffer(J->flat[0] + a, g, n, J->s, J->flags & F_EXACT_JIT);
-      break;
-    case KIND_MOMENTUM_OUT:
-      if (J->flags & F_APPLY)
-        momentum_apply(out, J->flat[0] + a, g, n, J->s, J->flags);
-      else
-        momentum_update(out, J->flat[0] + a, g, n, J->s, J->flags);
-      break;
-  }
+  const float* g = J->g[i] + k;
+  float* p = J->p ? J->p[i] + k : NULL;
+  float* out = J->out[i] + k;
+  if (J->kind == KIND_ADAM)
+    adam_loop(J->flat[0] + a, J->flat[1] + a, g, p, out, n, (const AdamScalars*)J->s, J->decay,
+              J->apply);
+  else
+    sgd_loop(J->has_trace ? J->flat[0] + a : NULL, g, p, out, n, (const SgdScalars*)J->s,
+             J->has_trace, J->nesterov, J->apply);
 }
 
 static void run_chunk(const Job* J, int64_t c) {
@@ -344,13 +255,6 @@ static int int_attr(XLA_FFI_CallFrame* cf, const char* name, int64_t* value) {
   return 0;
 }
 
-static int flags_attr(XLA_FFI_CallFrame* cf, int* flags) {
-  int64_t v = 0;
-  if (int_attr(cf, "flags", &v) != 1) return 0;
-  *flags = (int)v;
-  return 1;
-}
-
 static int64_t num_elements(const XLA_FFI_Buffer* b) {
   int64_t n = 1;
   for (int64_t d = 0; d < b->rank; ++d) n *= b->dims[d];
@@ -403,131 +307,112 @@ static void run(XLA_FFI_CallFrame* cf, Job* J) {
   release(J);
 }
 
-/* Operands: scalars f32[k], `n_flat` flat state buffers, then groups of N leaves
-   each (gradients g, then params p, as the kind and flags say). Results: the
-   updated state buffers (in place, aliased to their operands) for the moment and
-   step kernels, then N per-leaf results (updates, or params in place for apply
-   and step kernels, aliased to the p operands). The attribute `offset` says
-   where in the flat buffers the leaves start. */
-static XLA_FFI_Error* dispatch(XLA_FFI_CallFrame* cf, int kind, int n_flat, int n_scalars) {
+
+/* An integer attribute by name, or `fallback` when absent; -1 for a wrong type. */
+static int attr_or(XLA_FFI_CallFrame* cf, const char* name, int64_t fallback, int64_t* value) {
+  const int found = int_attr(cf, name, value);
+  if (found == 0) *value = fallback;
+  return found < 0 ? -1 : 1;
+}
+
+/* Operands: scalars, `n_flat` flat state buffers, N gradient leaves, then N
+   parameter leaves when `take_p`. Results: the state buffers (aliased to their
+   operands, updated in place), then N per-leaf results (aliased to the
+   parameter operands with apply = 1). Attribute `offset`: where in the flat
+   buffers the leaves start. */
+static XLA_FFI_Error* dispatch(XLA_FFI_CallFrame* cf, int kind) {
   if (is_metadata_query(cf)) return NULL;
   const XLA_FFI_Api* api = cf->api;
-  int flags = 0;
-  if (!flags_attr(cf, &flags)) return error(api, "adaptx kernel: missing int32 attribute 'flags'");
-  const int step = kind == KIND_ADAM_STEP || kind == KIND_MOMENTUM_STEP;
-  const int flat_out = step || kind == KIND_ADAM_MOMENTS || kind == KIND_MOMENTUM_BUFFER;
-  const int leaf_out = !(kind == KIND_ADAM_MOMENTS || kind == KIND_MOMENTUM_BUFFER);
-  const int in_place = step || (flags & F_APPLY);
-  int take_g = flat_out, take_p = step;
-  if (kind == KIND_ADAM_OUT) take_p = (flags & (F_APPLY | F_DECAY)) != 0;
-  if (kind == KIND_MOMENTUM_OUT) {
-    take_g = (flags & F_NESTEROV) != 0;
-    take_p = (flags & F_APPLY) != 0;
-  }
-  const int n_groups = take_g + take_p;
+  int64_t apply, decay, nesterov, has_trace, offset;
+  if (attr_or(cf, "apply", 0, &apply) < 0 || attr_or(cf, "decay", 0, &decay) < 0 ||
+      attr_or(cf, "nesterov", 0, &nesterov) < 0 || attr_or(cf, "has_trace", 1, &has_trace) < 0 ||
+      attr_or(cf, "offset", 0, &offset) < 0 || offset < 0)
+    return error(api, "adaptx kernel: integer attributes apply, decay, nesterov, has_trace, offset");
+  const int n_flat = kind == KIND_ADAM ? 2 : 1;
+  const int64_t n_scalars = kind == KIND_ADAM ? (int64_t)(sizeof(AdamScalars) / sizeof(float))
+                                              : (int64_t)(sizeof(SgdScalars) / sizeof(float));
+  const int take_p = apply || (kind == KIND_ADAM && decay);
+  const int n_groups = 1 + take_p;
   XLA_FFI_Buffer* const* A = (XLA_FFI_Buffer* const*)cf->args.args;
   XLA_FFI_Buffer* const* R = (XLA_FFI_Buffer* const*)cf->rets.rets;
-  const int64_t head = 1 + n_flat, nargs = cf->args.size, r0 = flat_out ? n_flat : 0;
-  if (nargs < head || (n_groups > 0 && (nargs - head) % n_groups != 0) ||
-      (n_groups == 0 && nargs != head))
+  const int64_t head = 1 + n_flat, nargs = cf->args.size;
+  if (nargs < head || (nargs - head) % n_groups != 0)
     return error(api, "adaptx kernel: wrong number of operands");
-  const int64_t N = n_groups > 0 ? (nargs - head) / n_groups : cf->rets.size - r0;
-  if (cf->rets.size != r0 + (leaf_out ? N : 0))
-    return error(api, "adaptx kernel: wrong number of results");
+  const int64_t N = (nargs - head) / n_groups;
+  if (cf->rets.size != n_flat + N) return error(api, "adaptx kernel: wrong number of results");
   if (!all_f32(A, nargs) || !all_f32(R, cf->rets.size))
     return error(api, "adaptx kernel: float32 only");
-  if (num_elements(A[0]) < n_scalars) return error(api, "adaptx kernel: too few scalars");
+  if (num_elements(A[0]) != n_scalars) return error(api, "adaptx kernel: wrong scalar count");
 
   Job* J = (Job*)calloc(1, sizeof(Job) + (size_t)(N + 1) * sizeof(int64_t) +
-                               (size_t)N * (1 + MAX_LEAF_ARRAYS) * sizeof(void*));
+                               (size_t)N * 3 * sizeof(void*));
   if (J == NULL) return error(api, "adaptx kernel: out of memory");
   int64_t* off = (int64_t*)(J + 1);
   float** out = (float**)(off + N + 1);
-  const float** leaves = (const float**)(out + N);
+  const float** g = (const float**)(out + N);
+  float** p = (float**)(g + N);
   J->kind = kind;
-  J->flags = flags;
-  J->s = (const float*)A[0]->data;
+  J->apply = (int)apply;
+  J->decay = (int)decay;
+  J->nesterov = (int)nesterov;
+  J->has_trace = (int)has_trace;
+  J->s = A[0]->data;
   J->n_leaves = N;
   J->off = off;
-  int group = 0;
-  if (take_g) J->in[0] = leaves + (group++) * N;
-  if (take_p) J->in[1] = leaves + (group++) * N;
+  J->out = out;
+  J->g = g;
+  J->p = take_p ? p : NULL;
   off[0] = 0;
   for (int64_t i = 0; i < N; ++i) {
-    int64_t n = -1;
-    for (int gi = 0; gi < n_groups; ++gi) {
-      const XLA_FFI_Buffer* b = A[head + gi * N + i];
-      leaves[gi * N + i] = (const float*)b->data;
-      const int64_t nb = num_elements(b);
-      if (n >= 0 && nb != n) {
+    const XLA_FFI_Buffer* gb = A[head + i];
+    const int64_t n = num_elements(gb);
+    g[i] = (const float*)gb->data;
+    if (take_p) {
+      const XLA_FFI_Buffer* pb = A[head + N + i];
+      if (num_elements(pb) != n) {
         free(J);
-        return error(api, "adaptx kernel: leaf sizes differ between operand groups");
+        return error(api, "adaptx kernel: a parameter's size differs from its gradient's");
       }
-      n = nb;
+      p[i] = (float*)pb->data;
     }
-    if (leaf_out) {
-      const int64_t nr = num_elements(R[r0 + i]);
-      if (n >= 0 && nr != n) {
-        free(J);
-        return error(api, "adaptx kernel: result size differs from its leaf");
-      }
-      n = nr;
-      out[i] = (float*)R[r0 + i]->data;
-      /* In-place results alias the p operands; copy if XLA did not alias them. */
-      if (in_place && J->in[1] && out[i] != J->in[1][i])
-        memcpy(out[i], J->in[1][i], (size_t)n * sizeof(float));
+    if (num_elements(R[n_flat + i]) != n) {
+      free(J);
+      return error(api, "adaptx kernel: a result's size differs from its gradient's");
+    }
+    out[i] = (float*)R[n_flat + i]->data;
+    /* In place: the result aliases the parameter; if XLA did not alias them,
+       start from a copy and update that in place. */
+    if (apply && out[i] != p[i]) {
+      memcpy(out[i], p[i], (size_t)n * sizeof(float));
+      p[i] = out[i];
     }
     off[i + 1] = off[i] + n;
   }
-  J->out = leaf_out ? out : NULL;
   J->total = off[N];
-  /* The leaves cover elements [offset, offset + total) of the flat state buffers. */
-  int64_t offset = 0;
-  if (int_attr(cf, "offset", &offset) < 0 || offset < 0) {
-    free(J);
-    return error(api, "adaptx kernel: attribute 'offset' must be a non-negative integer");
-  }
   for (int k = 0; k < n_flat; ++k) {
     const int64_t size = num_elements(A[1 + k]);
+    if (kind == KIND_SGD && !has_trace) {
+      J->flat[k] = NULL;
+      continue;
+    }
     if (offset + J->total > size) {
       free(J);
       return error(api, "adaptx kernel: the leaves do not fit the flat state buffers");
     }
-    float* base = flat_out ? (float*)R[k]->data : (float*)A[1 + k]->data;
-    if (flat_out && R[k]->data != A[1 + k]->data)
+    if (R[k]->data != A[1 + k]->data)
       memcpy(R[k]->data, A[1 + k]->data, (size_t)size * sizeof(float));
-    J->flat[k] = base + offset;
+    J->flat[k] = (float*)R[k]->data + offset;
   }
   run(cf, J);
   return NULL;
 }
 
-/* adam moments: (s[11], m, v, g_0..g_{N-1}) -> (m', v') in place. */
-EXPORT XLA_FFI_Error* adaptx_adam_moments(XLA_FFI_CallFrame* cf) {
-  return dispatch(cf, KIND_ADAM_MOMENTS, 2, 11);
-}
+/* adam: (AdamScalars, m, v, g_0..g_{N-1}, [p_0..p_{N-1}]) -> (m', v', out_0..out_{N-1}).
+   out: the update, or p + update in place (apply = 1). decay = 1 adds
+   weight_decay * p to the Adam direction (AdamW). */
+EXPORT XLA_FFI_Error* adaptx_adam(XLA_FFI_CallFrame* cf) { return dispatch(cf, KIND_ADAM); }
 
-/* adam output: (s[11], m', v', [p_i]) -> u_i, or p_i + u_i in place with F_APPLY. */
-EXPORT XLA_FFI_Error* adaptx_adam_out(XLA_FFI_CallFrame* cf) {
-  return dispatch(cf, KIND_ADAM_OUT, 2, 11);
-}
-
-/* adam step: (s[11], m, v, g_i, p_i) -> (m', v', p_i + u_i), all in place. */
-EXPORT XLA_FFI_Error* adaptx_adam_step(XLA_FFI_CallFrame* cf) {
-  return dispatch(cf, KIND_ADAM_STEP, 2, 11);
-}
-
-/* momentum buffer: (s[3], b, g_i) -> b' in place. */
-EXPORT XLA_FFI_Error* adaptx_momentum_buffer(XLA_FFI_CallFrame* cf) {
-  return dispatch(cf, KIND_MOMENTUM_BUFFER, 1, 3);
-}
-
-/* momentum output: (s[3], b', [g_i], [p_i]) -> u_i, or p_i + u_i in place with F_APPLY. */
-EXPORT XLA_FFI_Error* adaptx_momentum_out(XLA_FFI_CallFrame* cf) {
-  return dispatch(cf, KIND_MOMENTUM_OUT, 1, 3);
-}
-
-/* momentum step: (s[3], b, g_i, p_i) -> (b', p_i + u_i), all in place. */
-EXPORT XLA_FFI_Error* adaptx_momentum_step(XLA_FFI_CallFrame* cf) {
-  return dispatch(cf, KIND_MOMENTUM_STEP, 1, 3);
-}
+/* sgd: (SgdScalars, b, g_0..g_{N-1}, [p_0..p_{N-1}]) -> (b', out_0..out_{N-1}).
+   has_trace = 0: plain SGD, b is not read (it may be empty); nesterov = 1:
+   the direction is g + momentum * b'. */
+EXPORT XLA_FFI_Error* adaptx_sgd(XLA_FFI_CallFrame* cf) { return dispatch(cf, KIND_SGD); }
