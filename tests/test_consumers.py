@@ -568,7 +568,7 @@ def test_linen_train_state(entry):
 
     @jax.jit
     def step(state):
-        loss = lambda p: jnp.mean(jnp.square(state.apply_fn({"params": p}, X) - Y))  # noqa: E731
+        loss = lambda p: jnp.mean(jnp.square(state.apply_fn({"params": p}, X) - Y))
         return state.apply_gradients(grads=jax.grad(loss)(state.params))
 
     for _ in range(STEPS):
