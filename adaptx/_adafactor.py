@@ -28,14 +28,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from adaptx._adam import leaf_compute_dtype, widen
-from adaptx._base import EmptyState, GradientTransformation, Params, ScalarOrSchedule
+from adaptx._base import (
+    GradientTransformation,
+    Params,
+    ScalarOrSchedule,
+    check_stateless,
+    init_empty_state,
+)
 from adaptx._clipping import clip_by_block_rms
 from adaptx._combine import chain
 from adaptx._numerics import abs_sq, compute_dtype, hyperparam, safe_increment
 from adaptx._scale import scale, scale_by_learning_rate
 from adaptx._sgd import ema
 from adaptx._sharding import zeros_like
-from adaptx._signature import TreeMismatchError, check_like, check_structure, check_updates
+from adaptx._signature import TreeMismatchError, check_like, check_state, check_structure
 from adaptx._validate import (
     check_decay,
     check_dtype,
@@ -102,6 +108,15 @@ def _without(shape: tuple[int, ...], axis: int) -> tuple[int, ...]:
 def _real(dtype: Any) -> np.dtype:
     dtype = jnp.dtype(dtype)
     return jnp.finfo(dtype).dtype if jnp.issubdtype(dtype, jnp.complexfloating) else dtype
+
+
+def _rsqrt_or_zero(x: jax.Array) -> jax.Array:
+    """``1 / sqrt(x)``, and 0 where ``x == 0`` exactly (all gradients 0 with ``epsilon = 0``).
+
+    Only true zeros are guarded: a NaN statistic gives a NaN factor.
+    """
+    zero = x == 0
+    return jnp.where(zero, jnp.zeros((), x.dtype), jax.lax.rsqrt(jnp.where(zero, 1, x)))
 
 
 def _paper_decay(step: jax.Array, exponent: Any, dtype: Any) -> jax.Array:
@@ -219,6 +234,7 @@ def scale_by_factored_rms(
 
     def check(updates, state, params):
         where = "scale_by_factored_rms"
+        check_state(where, state, FactoredState)
         check_structure(where, updates, state.v, params)
         treedef = jax.tree.structure(updates)
         rows, cols, vs = (treedef.flatten_up_to(t) for t in (state.v_row, state.v_col, state.v))
@@ -259,7 +275,7 @@ def scale_by_factored_rms(
             fd = dims(jnp.shape(g))
             if fd is None:
                 v_new = b * v.astype(cdt) + (1 - b) * s
-                out = gw / jnp.sqrt(v_new).astype(gw.dtype)
+                out = gw * _rsqrt_or_zero(v_new).astype(gw.dtype)
                 return out.astype(g.dtype), r, c, v_new.astype(v.dtype)
             small, large = fd
             r_new = b * r.astype(cdt) + (1 - b) * jnp.mean(s, axis=large)
@@ -267,8 +283,11 @@ def scale_by_factored_rms(
             # r_new lacks the largest axis: the smaller one sits one place earlier if after it.
             r_axis = small - 1 if small > large else small
             r_norm = r_new / jnp.mean(r_new, axis=r_axis, keepdims=True)
-            denom = jnp.expand_dims(r_norm, large) * jnp.expand_dims(c_new, small)
-            out = gw / jnp.sqrt(denom).astype(gw.dtype)
+            # G / sqrt(r c) as G * r**-1/2 * c**-1/2: for a dead unit (a zero row and a zero
+            # column, statistics ~ epsilon) the product r c underflows to 0 in float32.
+            row = jnp.expand_dims(_rsqrt_or_zero(r_norm), large).astype(gw.dtype)
+            col = jnp.expand_dims(_rsqrt_or_zero(c_new), small).astype(gw.dtype)
+            out = gw * row * col
             return out.astype(g.dtype), r_new.astype(r.dtype), c_new.astype(c.dtype), v
 
         res = jax.tree.map(leaf, updates, state.v_row, state.v_col, state.v)
@@ -321,10 +340,10 @@ def scale_by_param_block_rms(min_scale: float | jax.Array = 1e-3) -> GradientTra
         del extra_args
         if params is None:
             raise ValueError(_NEEDS_PARAMS.format("scale_by_param_block_rms"))
-        check_updates("scale_by_param_block_rms", updates, None, params)
+        check_stateless("scale_by_param_block_rms", updates, state, params)
         return jax.tree.map(leaf, updates, params), state
 
-    return GradientTransformation(lambda params: EmptyState(), update_fn)
+    return GradientTransformation(init_empty_state, update_fn)
 
 
 def relative_step_size(max_rate: float = 1e-2) -> Callable[[jax.Array], jax.Array]:

@@ -9,7 +9,8 @@ moment (``SIGKILL`` included) leaves under ``path`` either the previous
 checkpoint or the new one, complete. The temporary file is named after the
 checkpoint, the host and the writing process
 (``.<name>.adaptx-<host>-<pid>-<random>.tmp``); one left by a killed process
-is removed by the next ``save_state`` to the same path on the same host.
+is removed by the next ``save_state`` to the same path on the same host (on
+POSIX systems, where a process id can be checked).
 
 ``load_state(path, like=...)`` reads it back into the structure of ``like``
 (the state of a freshly initialised optimizer, or its
@@ -64,6 +65,8 @@ def _tmp_prefix(path: str) -> str:
 
 
 def _process_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C_EVENT there: cannot tell
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

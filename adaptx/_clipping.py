@@ -14,9 +14,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from adaptx._base import GradientTransformation, init_empty_state, stateless
+from adaptx._base import GradientTransformation, check_stateless, init_empty_state, stateless
 from adaptx._numerics import _widen, abs_sq, compute_dtype, hyperparam, widest_compute_dtype
-from adaptx._signature import check_updates
 from adaptx._validate import check_nonnegative, check_positive
 
 
@@ -255,7 +254,7 @@ def adaptive_grad_clip(
                 "adaptive_grad_clip needs the parameters: call tx.update(updates, state, "
                 "params) (with params), not tx.update(updates, state)"
             )
-        check_updates("adaptive_grad_clip", updates, None, params)
+        check_stateless("adaptive_grad_clip", updates, state, params)
         return jax.tree.map(leaf, updates, params), state
 
     return GradientTransformation(init_empty_state, update_fn)

@@ -45,7 +45,7 @@ from adaptx._numerics import (
     widest_compute_dtype,
 )
 from adaptx._sharding import zeros_like
-from adaptx._signature import check_like
+from adaptx._signature import check_like, check_state
 from adaptx._validate import check_decay, check_learning_rate, check_nonnegative, check_positive
 
 _NEEDS_PARAMS = "{} needs the parameters: call tx.update(grads, state, params)"
@@ -131,6 +131,7 @@ def _dadapt(name, learning_rate, betas, eps, estim_lr0, weight_decay, bias_corre
 
     def update_fn(updates, state: DAdaptAdamWState, params=None, **extra_args):
         del extra_args
+        check_state("scale_by_dadapt_adamw", state, DAdaptAdamWState)
         if params is None:
             raise ValueError(_NEEDS_PARAMS.format(name))
         check_like(name, updates, state.exp_avg, "exact", params)
@@ -349,6 +350,7 @@ def _prodigy(
 
     def update_fn(updates, state: ProdigyState, params=None, **extra_args):
         del extra_args
+        check_state("scale_by_prodigy", state, ProdigyState)
         if params is None:
             raise ValueError(_NEEDS_PARAMS.format(name))
         check_like(name, updates, state.exp_avg, "exact", params)

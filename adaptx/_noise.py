@@ -10,7 +10,7 @@ import numpy as np
 
 from adaptx._base import GradientTransformation
 from adaptx._numerics import _widen, compute_dtype, hyperparam, safe_increment
-from adaptx._signature import check_updates
+from adaptx._signature import check_state, check_updates
 from adaptx._validate import check_nonnegative
 
 
@@ -112,6 +112,7 @@ def add_noise(eta: float | jax.Array, gamma: float | jax.Array, key: Any) -> Gra
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
+        check_state("add_noise", state, AddNoiseState)
         check_updates("add_noise", updates, None, params)
         count = safe_increment(state.count)
         next_key, sample_key = jax.random.split(jax.random.wrap_key_data(state.rng_key, impl=impl))

@@ -9,9 +9,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from adaptx._base import EmptyState, GradientTransformation
+from adaptx._base import GradientTransformation, check_stateless, init_empty_state
 from adaptx._numerics import _widen, compute_dtype, global_norm, hyperparam
-from adaptx._signature import check_updates
 from adaptx._validate import check_nonnegative, check_number
 
 
@@ -82,10 +81,10 @@ def centralize(*, output_axis: int = 0) -> GradientTransformation:
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
-        check_updates("centralize", updates, None, params)
+        check_stateless("centralize", updates, state, params)
         return jax.tree.map(leaf, updates), state
 
-    return GradientTransformation(lambda params: EmptyState(), update_fn)
+    return GradientTransformation(init_empty_state, update_fn)
 
 
 def normalize_by_update_norm(
@@ -134,7 +133,7 @@ def normalize_by_update_norm(
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
-        check_updates("normalize_by_update_norm", updates, None, params)
+        check_stateless("normalize_by_update_norm", updates, state, params)
         norm = global_norm(updates)
         d = norm + hyperparam(eps, norm.dtype)
         factor = hyperparam(scale_factor, norm.dtype) / jnp.where(d == 0, 1, d)
@@ -146,4 +145,4 @@ def normalize_by_update_norm(
 
         return jax.tree.map(leaf, updates), state
 
-    return GradientTransformation(lambda params: EmptyState(), update_fn)
+    return GradientTransformation(init_empty_state, update_fn)

@@ -55,9 +55,25 @@ class MuonDimensionNumbers(NamedTuple):
       reduction_axis: the axis (or axes) contracted with the input, ``fan_in``.
       output_axis: the axis (or axes) of the output, ``fan_out``.
 
-    Every other axis is a batch axis: one matrix per index. Negative axes
-    count from the end. The same type and fields as
-    ``optax.contrib.MuonDimensionNumbers``.
+    Every other axis is a batch axis: one matrix per index, orthogonalised
+    on its own. Several axes on one side are flattened together. Negative
+    axes count from the end. The same type and fields as
+    ``optax.contrib.MuonDimensionNumbers``. Typical layouts:
+
+    - a dense kernel ``(d_in, d_out)``: ``MuonDimensionNumbers(0, 1)`` (the default);
+    - a conv kernel ``(h, w, c_in, c_out)``: ``MuonDimensionNumbers((0, 1, 2), 3)``;
+    - a fused attention projection ``(d, 3, heads, head_dim)`` (q, k and v
+      orthogonalised apart): ``MuonDimensionNumbers(0, (2, 3))``;
+    - layers stacked for ``lax.scan``, ``(layers, d_in, d_out)``:
+      ``MuonDimensionNumbers(1, 2)``, one matrix per layer.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import adaptx
+      >>> params = {"conv": jnp.zeros((3, 3, 8, 16)), "bias": jnp.zeros(16)}
+      >>> dims = {"conv": adaptx.MuonDimensionNumbers((0, 1, 2), 3), "bias": None}
+      >>> tx = adaptx.muon(1e-3, muon_weight_dimension_numbers=dims)  # bias: AdamW
+      >>> state = tx.init(params)
     """
 
     reduction_axis: Sequence[int] | int = 0
@@ -149,6 +165,21 @@ def fan_in_out(shape: tuple[int, ...], dims: MuonDimensionNumbers) -> tuple[int,
 # --- Newton-Schulz ------------------------------------------------------------------
 
 
+def _quintic_step(x: jax.Array, row: jax.Array) -> tuple[jax.Array, None]:
+    """One step ``X <- a X + (b A + c A A) X``, ``A = X X^H``, for ``row = (a, b, c)``.
+
+    The matmuls run in ``x``'s dtype (bfloat16 if asked); the coefficients are
+    applied in ``row``'s (float32 or wider), so bfloat16 does not round 3.4445
+    to 3.4375. A module-level function: an eager ``lax.scan`` over it is
+    traced and compiled once, not at every call.
+    """
+    a, b, c = row[0], row[1], row[2]
+    cdt = row.dtype
+    gram = x @ jnp.swapaxes(x.conj(), -1, -2)
+    poly = (b * widen(gram, cdt) + c * widen(gram @ gram, cdt)).astype(x.dtype)
+    return (a * widen(x, cdt) + widen(poly @ x, cdt)).astype(x.dtype), None
+
+
 def newton_schulz(x: jax.Array, coeffs: jax.Array, eps: jax.Array) -> jax.Array:
     """The quintic Newton-Schulz iteration on a stack of matrices ``(batch, m, n)``.
 
@@ -165,15 +196,7 @@ def newton_schulz(x: jax.Array, coeffs: jax.Array, eps: jax.Array) -> jax.Array:
     norm = jnp.sqrt(jnp.sum(jnp.square(jnp.abs(x).astype(cdt)), axis=(-2, -1), keepdims=True))
     x = x / (norm + eps).astype(x.dtype)
 
-    def body(x, row):
-        # Matmuls in x's dtype (bfloat16 if asked); the coefficients are applied in
-        # float32 or wider, so bfloat16 does not round 3.4445 to 3.4375.
-        a, b, c = row[0], row[1], row[2]
-        gram = x @ jnp.swapaxes(x.conj(), -1, -2)
-        poly = (b * widen(gram, cdt) + c * widen(gram @ gram, cdt)).astype(x.dtype)
-        return (a * widen(x, cdt) + widen(poly @ x, cdt)).astype(x.dtype), None
-
-    x, _ = jax.lax.scan(body, x, coeffs)
+    x, _ = jax.lax.scan(_quintic_step, x, coeffs.astype(cdt))
     return jnp.swapaxes(x, -1, -2) if tall else x
 
 

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from adaptx._base import GradientTransformation
 from adaptx._numerics import _widen, safe_increment, widest_compute_dtype
-from adaptx._signature import check_updates
+from adaptx._signature import check_state, check_updates
 from adaptx._validate import check_integer, check_nonnegative, check_range
 
 _NEEDS_VALUE = (
@@ -151,6 +151,7 @@ def reduce_on_plateau(
             raise TypeError(_NEEDS_VALUE)
         if jnp.ndim(value) != 0:
             raise ValueError(f"value must be a scalar (the loss), got shape {jnp.shape(value)}")
+        check_state("reduce_on_plateau", state, ReduceLROnPlateauState)
         check_updates("reduce_on_plateau", updates, None, params)
         dt = state.avg_value.dtype
         count = safe_increment(state.count)

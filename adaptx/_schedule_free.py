@@ -21,8 +21,9 @@ from adaptx._numerics import compute_dtype, hyperparam, safe_increment, widest_c
 from adaptx._rmsprop import scale_by_rms
 from adaptx._scale import scale_by_learning_rate
 from adaptx._sgd import sgd
-from adaptx._signature import check_like
+from adaptx._signature import check_like, check_state
 from adaptx._validate import (
+    check_decay,
     check_dtype,
     check_integer,
     check_learning_rate,
@@ -240,6 +241,7 @@ def schedule_free(
         )
 
     def update_fn(updates, state: ScheduleFreeState, params=None, **extra_args):
+        check_state("schedule_free", state, ScheduleFreeState)
         if params is None:
             raise ValueError(_NEEDS_PARAMS)
         check_like(
@@ -461,6 +463,7 @@ def schedule_free_adamw(
       https://arxiv.org/abs/2405.15682 (Algorithm 1)
     """
     _check_alias(learning_rate, warmup_steps, weight_decay)
+    check_decay("b2", b2)  # before scale_by_rms, which would name it ``decay``
     base = chain(
         scale_by_rms(decay=b2, eps=eps, eps_in_sqrt=False, bias_correction=True),
         add_decayed_weights(weight_decay),

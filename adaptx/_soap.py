@@ -52,6 +52,7 @@ from adaptx._combine import chain
 from adaptx._numerics import compute_dtype, hyperparam, one_minus_pow, safe_increment
 from adaptx._scale import scale_by_learning_rate
 from adaptx._sharding import gather_explicit, restore_explicit, shard_like
+from adaptx._signature import check_state
 from adaptx._validate import check_decay, check_integer, check_learning_rate, check_nonnegative
 from adaptx._weight_decay import add_decayed_weights
 
@@ -133,6 +134,19 @@ def _refresh(m, v, factors, bases, method: str):
     return _rotate(m, new, back=False), v, new
 
 
+def _keep(m, v, factors, bases):
+    del factors
+    return m, v, bases
+
+
+def _refresh_qr(m, v, factors, bases):
+    return _refresh(m, v, factors, bases, "qr")
+
+
+def _refresh_eigh(m, v, factors, bases):
+    return _refresh(m, v, factors, bases, "eigh")
+
+
 def scale_by_soap(
     b1: float | jax.Array = 0.95,
     b2: float | jax.Array = 0.95,
@@ -201,6 +215,9 @@ def scale_by_soap(
     subspace and then take different, equally valid steps; measured on the
     sharding suite's 4 x 8 matrices, the parameters drift apart by ~1e-3
     after 20 steps. A single setup is deterministic.
+
+    Not offered: the reference code's ``merge_dims``, ``precondition_1d``,
+    ``normalize_grads`` and ``data_format`` options.
 
     Defaults are the reference code's: ``b1 = b2 = 0.95``,
     ``shampoo_beta = b2``, ``eps = 1e-8``, ``precondition_frequency = 10``,
@@ -281,6 +298,7 @@ def scale_by_soap(
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
+        check_state("scale_by_soap", state, ScaleBySoapState)
         check_moment_updates("scale_by_soap", updates, state, mu_dtype, nu_dtype, params)
         count = safe_increment(state.count)
         t = jnp.maximum(count - 1, 1)  # the Adam step (the first call's output is masked)
@@ -318,14 +336,10 @@ def scale_by_soap(
                 for i, f in enumerate(factors)
             )
             if any(f is not None for f in factors):
-                keep = lambda m_, v_, fs, qs: (m_, v_, qs)
+                # Module-level branches: an eager switch compiles once, not per call.
                 m_new, v_new, bases = jax.lax.switch(
                     branch,
-                    [
-                        keep,
-                        functools.partial(_refresh, method=eigenbasis),
-                        functools.partial(_refresh, method="eigh"),
-                    ],
+                    [_keep, _refresh_qr if eigenbasis == "qr" else _refresh_eigh, _refresh_eigh],
                     m_new,
                     v_new,
                     factors,
@@ -400,6 +414,10 @@ def soap(
         eigenbasis, mu_dtype, nu_dtype: as in ``scale_by_soap``.
       weight_decay: decoupled weight decay, >= 0.
       mask: which parameters to decay (see ``add_decayed_weights``).
+
+    With ``inject_hyperparams``, name ``precondition_frequency`` and
+    ``max_precond_dim`` in ``static_args`` (they shape the program and the
+    state); the other numbers can be run-time values.
 
     Returns:
       A ``GradientTransformation``; its ``update`` needs ``params``.

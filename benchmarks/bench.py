@@ -10,9 +10,16 @@ of the same total size and more and more leaves:
   MLP, layer norms), the same total.
 
 For Adam, AdamW behind ``clip_by_global_norm(1.0)``, and SGD with momentum
-0.9. Contenders: adaptx (its default, fused path), adaptx per-leaf
-(``unfused``), optax, and torch.optim with ``foreach=True`` and ``fused=True``
-(in a separate interpreter given by ``--torch-python``, when torch is there).
+0.9. Contenders: ``adaptx.fused`` (``adaptx.fused.step``, the single pass,
+clipping as its ``clip_norm`` argument), adaptx's default per-leaf alias
+(``adaptx.adam``, ...), optax, a jitted identity over the same arguments (the
+floor every jitted step pays), and torch.optim with ``foreach=True`` and
+``fused=True`` (in a separate interpreter given by ``--torch-python``, when
+torch is there; ``--torch-device cuda`` on a GPU machine).
+
+The report starts with the CPU model and the instruction set the fused
+kernel runs with (``adaptx.fused.kernel_info()``), and ends with the
+performance targets, each marked met or missed.
 
 Measured: step time (median, min and max over interleaved rounds: each round
 runs one step of every contender, so machine load hits them alike), compile
@@ -29,6 +36,7 @@ Usage (from the repository root)::
     PYTHONPATH=. python benchmarks/bench.py --quick          # a few minutes
     PYTHONPATH=. python benchmarks/bench.py                  # the full table
     PYTHONPATH=. python benchmarks/bench.py --torch-python /path/to/python-with-torch
+    PYTHONPATH=. python benchmarks/bench.py --opts adam --trees 1 1000 10000 --rounds 7
 
 Writes ``benchmarks/results/latest.md``, ``latest.json`` and ``scaling.png``
 (step and compile time against the number of leaves). Not part of the test suite.
@@ -54,6 +62,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import adaptx
+import adaptx.fused
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOTAL = 1 << 24  # 16.8M float32 parameters
@@ -109,14 +118,22 @@ def make_tree(shapes, seed, scale=1.0):
 
 def adaptx_tx(opt: str):
     """adaptx's default optimizer (the per-leaf chain)."""
-    per = lambda tx: tx
     if opt == "adam":
-        return per(adaptx.adam(1e-3))
+        return adaptx.adam(1e-3)
     if opt == "adamw_clip":
-        return adaptx.chain(
-            adaptx.clip_by_global_norm(1.0), per(adaptx.adamw(1e-3, weight_decay=1e-4))
-        )
-    return per(adaptx.sgd(1e-2, momentum=0.9))
+        return adaptx.chain(adaptx.clip_by_global_norm(1.0), adaptx.adamw(1e-3, weight_decay=1e-4))
+    return adaptx.sgd(1e-2, momentum=0.9)
+
+
+def fused_step(opt: str):
+    """``adaptx.fused``'s single pass for ``opt``: ``step(p, g, s) -> (p, s)`` and its ``tx``."""
+    if opt == "adam":
+        tx, clip = adaptx.fused.adam(1e-3), None
+    elif opt == "adamw_clip":
+        tx, clip = adaptx.fused.adamw(1e-3, weight_decay=1e-4), 1.0
+    else:
+        tx, clip = adaptx.fused.sgd(1e-2, momentum=0.9), None
+    return tx, lambda p, g, s: adaptx.fused.step(tx, g, s, p, clip_norm=clip)
 
 
 def optax_tx(opt: str):
@@ -142,14 +159,16 @@ class Result:
 
 
 class JaxContender:
-    def __init__(self, name, tx, apply, params, grads):
+    def __init__(self, name, tx, apply, params, grads, step=None):
         self.result = Result(name)
         with jax.numpy_dtype_promotion("standard"):  # optax is not strict-clean; harmless here
             state = tx.init(params)
 
-            def step(p, g, s):
-                u, s = tx.update(g, s, p)
-                return apply(p, u), s
+            if step is None:
+
+                def step(p, g, s):
+                    u, s = tx.update(g, s, p)
+                    return apply(p, u), s
 
             t0 = time.perf_counter()
             self.step = jax.jit(step, donate_argnums=(0, 2)).lower(params, grads, state).compile()
@@ -207,7 +226,7 @@ class FloorContender:
 
 
 class TorchContender:
-    def __init__(self, python, name, shapes, opt, impl, threads):
+    def __init__(self, python, name, shapes, opt, impl, threads, device="cpu"):
         self.result = Result(name)
         self.proc = subprocess.Popen(
             [python, os.path.join(HERE, "torch_worker.py")],
@@ -222,6 +241,7 @@ class TorchContender:
                 "opt": opt,
                 "impl": impl,
                 "threads": threads,
+                "device": device,
             }
         )
         self.result.memory = reply["bytes"]
@@ -301,17 +321,19 @@ def run_config(opt, tree, args, bw, loads):
             skipped.append(f"{name}: {type(e).__name__}: {str(e).splitlines()[0][:120]}")
 
     n_leaves = len(shapes)
-    add(
-        "adaptx",
-        lambda: JaxContender(
-            "adaptx",
-            adaptx_tx(opt),
-            adaptx.apply_updates,
-            make_tree(shapes, 0),
-            grads,
-        ),
-    )
+
+    def fused():
+        tx, step = fused_step(opt)
+        return JaxContender("adaptx.fused", tx, None, make_tree(shapes, 0), grads, step)
+
+    add("adaptx.fused", fused)
     if n_leaves < 10000 or opt in args.optax_10000 or args.slow:
+        add(
+            "adaptx",
+            lambda: JaxContender(
+                "adaptx", adaptx_tx(opt), adaptx.apply_updates, make_tree(shapes, 0), grads
+            ),
+        )
         import optax
 
         add(
@@ -322,8 +344,8 @@ def run_config(opt, tree, args, bw, loads):
         )
     else:
         skipped.append(
-            "optax: not run at 10000 leaves for this optimizer (compile takes minutes); "
-            "--optax-10000 or --slow runs it"
+            "adaptx and optax (per-leaf): not run at 10000 leaves for this optimizer "
+            "(compile takes minutes); --optax-10000 or --slow runs them"
         )
     if args.floor:
         add("jit floor", lambda: FloorContender(make_tree(shapes, 0), grads))
@@ -332,7 +354,13 @@ def run_config(opt, tree, args, bw, loads):
             add(
                 f"torch {impl}",
                 lambda impl=impl: TorchContender(
-                    args.torch_python, f"torch {impl}", shapes, opt, impl, args.threads
+                    args.torch_python,
+                    f"torch {impl}",
+                    shapes,
+                    opt,
+                    impl,
+                    args.threads,
+                    args.torch_device,
                 ),
             )
     # The harness keeps every contender's trees alive at once; freeze them out of the
@@ -365,11 +393,67 @@ def fmt_ms(x):
     return f"{1e3 * x:.1f}" if x == x else "-"
 
 
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def kernel_note() -> str:
+    info = adaptx.fused.kernel_info()
+    if info["kernel"]:
+        return f"adaptx.fused kernel: {info['isa']}"
+    return f"adaptx.fused kernel: unavailable ({info['error']}), pure-JAX path"
+
+
+TARGETS = [
+    # (what, tree, contender, against, measure, limit)
+    ("adaptx.fused.adam step at 1000 leaves", "1000", "adaptx.fused", "optax", "step", 0.6),
+    ("adaptx.fused.adam step at one 16M leaf", "1", "adaptx.fused", "optax", "step", 0.75),
+    ("adaptx.fused.adam compile at 1000 leaves", "1000", "adaptx.fused", "optax", "compile", 0.2),
+    (
+        "adaptx.fused.adam compile at 10000 leaves",
+        "10000",
+        "adaptx.fused",
+        "jit floor (identity)",
+        "compile",
+        1.5,
+    ),
+    ("default adaptx.adam step at 1 leaf", "1", "adaptx", "optax", "step", 1.1),
+    ("default adaptx.adam step at 1000 leaves", "1000", "adaptx", "optax", "step", 1.1),
+    ("default adaptx.adam step at 10000 leaves", "10000", "adaptx", "optax", "step", 1.1),
+]
+
+
+def targets(configs) -> list[str]:
+    """Issue 13's targets for Adam, each with the measured ratio and met / missed."""
+    lines = ["| target | measured | limit | |", "|---|---|---|---|"]
+    for what, tree, name, against, measure, limit in TARGETS:
+        cfg = next((c for c in configs if c["opt"] == "adam" and c["tree"] == tree), None)
+        by = {r.name: r for r in cfg["results"]} if cfg else {}
+        a, b = by.get(name), by.get(against)
+        if a is None or b is None or (measure == "step" and not (a.times and b.times)):
+            lines.append(f"| {what} | not measured | {limit}x {against} | |")
+            continue
+        if measure == "step":
+            ratio = a.med() / b.med()
+        else:
+            ratio = a.compile_s / b.compile_s
+        verdict = "met" if ratio <= limit else "missed"
+        lines.append(f"| {what} | {ratio:.2f}x {against} | {limit}x | {verdict} |")
+    return lines
+
+
 def table(configs, bw, bw_how, loads, args) -> str:
     lines = []
     lines.append(
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-        f"jax {jax.__version__}; bandwidth {bw:.1f} GB/s ({bw_how}); "
+        f"Machine: {cpu_model()}, {os.cpu_count()} cores; {kernel_note()}; "
+        f"jax {jax.__version__} ({jax.default_backend()}); bandwidth {bw:.1f} GB/s ({bw_how}); "
         f"load average (1 min) during the run {min(loads):.1f}-{max(loads):.1f}; "
         f"{args.rounds} interleaved rounds; {args.total / 1e6:.1f}M float32 parameters."
     )
@@ -414,6 +498,11 @@ def table(configs, bw, bw_how, loads, args) -> str:
                 )
             for s in cfg["skipped"]:
                 lines.append(f"| {tree} | ({s}) | | | | | | |")
+        lines.append("")
+    if "adam" in args.opts:
+        lines.append("**Targets** (Adam; ratios from this run)")
+        lines.append("")
+        lines += targets(configs)
         lines.append("")
     return "\n".join(lines)
 
@@ -505,13 +594,13 @@ def main(argv=None):
         "--optax-10000",
         nargs="*",
         default=["adam"],
-        help="optimizers for which optax runs at 10000 leaves (minutes of compile each)",
+        help="optimizers for which optax and adaptx's per-leaf alias run at 10000 leaves "
+        "(minutes of compile each)",
     )
     ap.add_argument(
-        "--per-leaf",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="also time adaptx's per-leaf path (not at 10000 leaves unless --slow)",
+        "--torch-device",
+        default="cpu",
+        help="torch's device: cpu, or cuda (its fused Adam is then the peer on a GPU)",
     )
     ap.add_argument("--slow", action="store_true", help="run every contender at every size")
     ap.add_argument(

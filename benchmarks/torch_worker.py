@@ -2,8 +2,9 @@
 
 Protocol: one JSON command per line on stdin, one JSON reply per line on stdout.
 
-- ``{"cmd": "setup", "shapes": [[...], ...], "opt": "adam", "impl": "fused", "threads": 2}``
-  builds params, grads and the optimizer; replies ``{"ok": true, "bytes": ...}``.
+- ``{"cmd": "setup", "shapes": [[...], ...], "opt": "adam", "impl": "fused", "threads": 2,
+  "device": "cpu"}`` builds params, grads and the optimizer (on ``device``, ``cuda`` too);
+  replies ``{"ok": true, "bytes": ...}``.
 - ``{"cmd": "step", "n": 1}`` times ``n`` optimizer steps; replies ``{"times": [...]}``.
 - ``{"cmd": "quit"}``.
 """
@@ -19,15 +20,17 @@ import torch
 state: dict = {}
 
 
-def setup(shapes, opt, impl, threads):
+def setup(shapes, opt, impl, threads, device="cpu"):
     torch.set_num_threads(threads)
     gen = torch.Generator().manual_seed(0)
     params = [
-        torch.randn(*s, generator=gen) if s else torch.randn((), generator=gen) for s in shapes
+        (torch.randn(*s, generator=gen) if s else torch.randn((), generator=gen)).to(device)
+        for s in shapes
     ]
     for p in params:
         p.requires_grad_(True)
-        p.grad = torch.randn(p.shape, generator=gen) * 1e-3
+        p.grad = (torch.randn(p.shape, generator=gen) * 1e-3).to(device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     kw = {"foreach": True} if impl == "foreach" else {"fused": True}
     if opt == "adam":
         o = torch.optim.Adam(params, lr=1e-3, **kw)
@@ -44,6 +47,7 @@ def setup(shapes, opt, impl, threads):
         if clip:
             torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True)
         o.step()
+        sync()
 
     step()  # creates the state
     state.update(step=step, params=params, opt=o)
@@ -59,7 +63,8 @@ def main():
         if cmd["cmd"] == "setup":
             state.clear()
             t0 = time.perf_counter()
-            reply = setup(cmd["shapes"], cmd["opt"], cmd["impl"], cmd.get("threads", 2))
+            args = (cmd["shapes"], cmd["opt"], cmd["impl"], cmd.get("threads", 2))
+            reply = setup(*args, cmd.get("device", "cpu"))
             reply["setup_s"] = time.perf_counter() - t0
         elif cmd["cmd"] == "step":
             times = []

@@ -191,6 +191,27 @@ def test_scale_by_factored_rms_matches_optax_on_rank3():
             np.testing.assert_allclose(a, b, rtol=1e-5)
 
 
+def test_decay_rate_fn_and_step_offset_match_optax():
+    # Zhai et al. (2021) cap the decay so the second moment keeps moving: a user schedule.
+    def capped(step, rate):
+        t = jnp.asarray(step, jnp.float32) + 1
+        return jnp.minimum(1.0 - t ** (-rate), 0.5)  # binds from t = 3 (1 - 3**-0.8 = 0.58)
+
+    params = {"w": jnp.ones((4, 6)), "b": jnp.ones(6)}
+    kw = dict(min_dim_size_to_factor=2, decay_rate=0.8, step_offset=2, decay_rate_fn=capped)
+    ours, theirs = adaptx.scale_by_factored_rms(**kw), optax.scale_by_factored_rms(**kw)
+    so, st = ours.init(params), theirs.init(params)._replace(count=jnp.asarray(2, jnp.int32))
+    so = so._replace(count=jnp.asarray(2, jnp.int32))
+    rng = np.random.default_rng(6)
+    for _ in range(6):
+        g = jax.tree.map(lambda x: jnp.asarray(rng.standard_normal(x.shape), jnp.float32), params)
+        uo, so = ours.update(g, so, params)
+        with jax.numpy_dtype_promotion("standard"):
+            ut, st = theirs.update(g, st, params)
+        for a, b in zip(jax.tree.leaves(uo), jax.tree.leaves(ut)):
+            np.testing.assert_allclose(a, b, rtol=1e-5)
+
+
 def test_complex_gradients_use_the_modulus():
     # optax's version fails on complex leaves under strict promotion; adaptx scales a
     # complex gradient by the statistics of |g|: same magnitudes as the real |g|, same phase.
@@ -282,6 +303,29 @@ def test_float16_zero_gradient_does_not_divide_zero_by_zero():
         u, state = tx.update(jax.tree.map(jnp.zeros_like, params), state, params)
         for x in jax.tree.leaves(u):
             assert x.dtype == jnp.float16 and bool(jnp.all(x == 0))
+
+
+def test_dead_units_give_zero_steps_not_nan():
+    # A zero row and a zero column (an input that is always 0, a dead ReLU unit): their
+    # statistics are ~epsilon = 1e-30 and r * c underflows in float32; the step must be 0.
+    g = np.random.default_rng(5).standard_normal((6, 8)).astype(np.float32)
+    g[2, :] = 0.0
+    g[:, 3] = 0.0
+    params = jnp.ones((6, 8))
+    ours = adaptx.scale_by_factored_rms(min_dim_size_to_factor=2)
+    theirs = optax.scale_by_factored_rms(min_dim_size_to_factor=2)
+    out, _ = ours.update(jnp.asarray(g), ours.init(params), params)
+    want, _ = theirs.update(jnp.asarray(g), theirs.init(params), params)
+    assert bool(jnp.all(jnp.isfinite(out)))
+    np.testing.assert_array_equal(np.asarray(out)[g == 0], 0.0)
+    np.testing.assert_allclose(out, want, rtol=1e-6)
+    # With epsilon = 0 a zero statistic is a true zero: still a zero step, not 0/0.
+    tx = adaptx.scale_by_factored_rms(min_dim_size_to_factor=2, epsilon=0.0)
+    out, _ = tx.update(jnp.asarray(g), tx.init(params), params)
+    np.testing.assert_array_equal(np.asarray(out)[g == 0], 0.0)
+    v = adaptx.scale_by_factored_rms(epsilon=0.0)
+    out, _ = v.update(jnp.zeros(3), v.init(jnp.zeros(3)))
+    np.testing.assert_array_equal(out, 0.0)
 
 
 def test_nan_gradient_gives_nan_update():

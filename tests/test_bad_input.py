@@ -619,7 +619,14 @@ _VALID = {
     "key": 0,
     "interpolate_type": "linear",
 }
-_TRANSFORM_ARGS = {"inner", "opt", "fast_optimizer", "inner_factory", "transform"}
+_TRANSFORM_ARGS = {
+    "inner",
+    "opt",
+    "fast_optimizer",
+    "inner_factory",
+    "transform",
+    "base_optimizer",
+}
 _NUMERIC_OPTIONAL = {"momentum", "b1_decay", "end_value", "momentum_decay", "learning_rate"}
 
 

@@ -259,6 +259,7 @@ def _kill_during_a_save(path):
     return int([0, *out.split()][-1])
 
 
+@pytest.mark.skipif(os.name == "nt", reason="SIGKILL and pid checks are POSIX")
 def test_a_save_killed_midway_leaves_the_old_or_the_new_state(tmp_path):
     path = tmp_path / "opt.npz"
     leaf = jax.ShapeDtypeStruct((_N,), jnp.float32)
@@ -283,6 +284,7 @@ def test_a_save_killed_midway_leaves_the_old_or_the_new_state(tmp_path):
     assert float(adaptx.load_state(path, like=like)["mu"][0]) == 7
 
 
+@pytest.mark.skipif(os.name == "nt", reason="SIGKILL and pid checks are POSIX")
 def test_a_live_writers_temporary_file_is_left_alone(tmp_path):
     path = tmp_path / "opt.npz"
     prefix = _tmp_prefix(str(path))  # ".opt.npz.adaptx-<host>-"

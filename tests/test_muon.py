@@ -361,3 +361,34 @@ def test_bfloat16_params_with_float32_momentum():
         assert u16.dtype == jnp.bfloat16 and s16.mu.dtype == jnp.float32
         np.testing.assert_array_equal(s16.mu, s32.mu)
         np.testing.assert_allclose(np.asarray(u16, np.float32), u32, rtol=2**-7, atol=2**-8)
+
+
+def test_scale_by_muon_matches_optax_scale_by_muon_with_dimension_numbers():
+    # optax.contrib.scale_by_muon is bias-corrected; conv kernels through dimension numbers.
+    params = {"dense": PARAMS["dense"], "conv": PARAMS["conv"]}
+    grads = _tree_grads(params, 4, seed=3)
+    ours = adaptx.scale_by_muon(
+        bias_correction=True,
+        weight_dimension_numbers={
+            "dense": adaptx.MuonDimensionNumbers(),
+            "conv": adaptx.MuonDimensionNumbers((0, 1, 2), 3),
+        },
+    )
+    odn = optax.contrib.MuonDimensionNumbers
+    theirs = optax.contrib.scale_by_muon(
+        weight_dimension_numbers={"dense": odn(), "conv": odn((0, 1, 2), 3)}
+    )
+    got, _ = _run(ours, params, grads)
+    want, _ = _optax_run(theirs, params, grads)
+    for a, b in zip(got, want):
+        jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=2e-5, atol=1e-7), a, b)
+
+
+def test_inject_hyperparams_is_bit_identical_with_ns_steps_static():
+    params = {"dense": PARAMS["dense"], "bias": PARAMS["bias"]}
+    grads = _tree_grads(params, 2, seed=5)
+    injected = adaptx.inject_hyperparams(adaptx.muon, static_args="ns_steps")(0.02)
+    got, _ = _run(injected, params, grads)
+    want, _ = _run(adaptx.muon(0.02), params, grads)
+    for a, b in zip(got, want):
+        jax.tree.map(np.testing.assert_array_equal, a, b)

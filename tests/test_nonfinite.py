@@ -31,13 +31,24 @@ BAD = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
 
 
 def _params():
-    # A vector and a scalar: masked/freeze/partition entries treat them differently.
-    return {"w": jnp.array([1.0, -0.5, 0.25], jnp.float32), "s": jnp.asarray(1.5, jnp.float32)}
+    # A matrix, a vector and a scalar: masked/freeze/partition entries treat vectors and
+    # scalars differently, and matrix optimizers (muon, soap) take another path for "m".
+    return {
+        "m": jnp.array([[1.0, -0.5], [0.25, 2.0], [-1.0, 0.5]], jnp.float32),
+        "w": jnp.array([1.0, -0.5, 0.25], jnp.float32),
+        "s": jnp.asarray(1.5, jnp.float32),
+    }
 
 
 def _grads(k, bad):
+    """Step k's gradients; ``bad`` goes into m[0, 0] and w[0]."""
+    m = jnp.array([[0.3, -0.2], [0.1, 0.4], [-0.5, 0.2]], jnp.float32) * (1 + k / 4)
     w = jnp.array([0.5, -1.0, 2.0], jnp.float32) * (1 + k / 4)
-    return {"w": w.at[0].set(bad), "s": jnp.asarray(0.3 - k / 10, jnp.float32)}
+    return {
+        "m": m.at[0, 0].set(bad),
+        "w": w.at[0].set(bad),
+        "s": jnp.asarray(0.3 - k / 10, jnp.float32),
+    }
 
 
 def _optimizer(entry: Entry) -> adaptx.GradientTransformation:
@@ -47,8 +58,8 @@ def _optimizer(entry: Entry) -> adaptx.GradientTransformation:
     return tx
 
 
-def _bad_updates(entry: Entry) -> dict[str, float]:
-    """The updates of element ``w[0]`` at the bad step, for each kind of bad value."""
+def _bad_updates(entry: Entry) -> dict[str, tuple[float, float]]:
+    """The updates of ``m[0, 0]`` and ``w[0]`` at the bad step, for each kind of bad value."""
     tx = _optimizer(entry)
     step = jax.jit(tx.update)
     out = {}
@@ -56,29 +67,31 @@ def _bad_updates(entry: Entry) -> dict[str, float]:
         params = _params()
         state = tx.init(params)
         for k in range(CLEAN_STEPS + 1):
-            # The clean steps pass w[0]'s own finite value through the same argument.
+            # The clean steps pass a finite value through the same argument.
             value = bad if k == CLEAN_STEPS else 0.5 * (1 + k / 4)
             updates, state = step(_grads(k, jnp.float32(value)), state, params)
             params = adaptx.apply_updates(params, updates)
-        out[name] = float(np.asarray(updates["w"])[0])
+        out[name] = (float(np.asarray(updates["m"])[0, 0]), float(np.asarray(updates["w"])[0]))
     return out
 
 
 @pytest.mark.parametrize("entry", ENTRIES)
 def test_non_finite_gradient_gives_non_finite_update(entry):
     got = _bad_updates(entry)
-    for name, u in got.items():
+    for name, (u_matrix, u_vector) in got.items():
         hidden_because = entry.hides_nan or (entry.hides_inf if name != "nan" else "")
-        if hidden_because:
-            assert np.isfinite(u), (
-                f"{entry.name} is flagged as hiding {name} ({hidden_because}) "
-                f"but gave {u}: drop the flag"
-            )
-        else:
-            assert not np.isfinite(u), (
-                f"a {name} gradient element gave the finite update {u} with {entry.name}: "
-                "non-finite gradients must show in the update (as in optax and torch)"
-            )
+        for where, u in (("m[0, 0]", u_matrix), ("w[0]", u_vector)):
+            if hidden_because:
+                assert np.isfinite(u), (
+                    f"{entry.name} is flagged as hiding {name} ({hidden_because}) "
+                    f"but gave {u} at {where}: drop the flag"
+                )
+            else:
+                assert not np.isfinite(u), (
+                    f"a {name} gradient at {where} gave the finite update {u} with "
+                    f"{entry.name}: non-finite gradients must show in the update "
+                    "(as in optax and torch)"
+                )
 
 
 def test_a_nan_does_not_freeze_the_element_in_adam():

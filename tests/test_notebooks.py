@@ -62,7 +62,7 @@ def _problems(nb: nbformat.NotebookNode) -> list[str]:
 def test_the_notebooks_are_there():
     numbers = [p.name[:2] for p in NOTEBOOKS]
     assert len(set(numbers)) == len(numbers), NOTEBOOKS
-    expected = [f"{i:02d}" for i in range(1, 8)] + ["09"]
+    expected = [f"{i:02d}" for i in range(1, 10)]
     assert set(expected) <= set(numbers), NOTEBOOKS
 
 

@@ -89,7 +89,7 @@ def test_sgdr_is_the_papers_equation_5_with_growing_cycles():
     ref = np.array([sgdr_reference(int(t), cycles) for t in counts])
     np.testing.assert_allclose(_values(s, counts), ref, rtol=2e-6)
     restarts = [10, 30]
-    assert all(_values(s, [r])[0] == np.float32(0.05) for r in restarts)
+    np.testing.assert_allclose(_values(s, restarts), 0.05, rtol=1e-6)  # back to the peak
 
 
 def onecycle_reference(t, total, peak, pct_start, pct_final, div, final_div):
@@ -109,7 +109,7 @@ def test_linear_onecycle_is_smiths_three_phases():
     s = adaptx.linear_onecycle_schedule(100, 0.5)
     ref = [onecycle_reference(int(t), 100, 0.5, 0.3, 0.85, 25.0, 1e4) for t in COUNTS]
     np.testing.assert_allclose(_values(s), ref, rtol=2e-6, atol=1e-9)
-    assert _values(s).max() == np.float32(0.5) and _values(s, [30])[0] == np.float32(0.5)
+    np.testing.assert_allclose([_values(s).max(), _values(s, [30])[0]], 0.5, rtol=1e-6)
 
 
 def test_warmup_constant_with_no_warmup_is_the_peak_where_optax_stays_at_init():

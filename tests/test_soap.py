@@ -229,3 +229,15 @@ def test_soap_trains_a_small_least_squares_problem():
 def test_bad_hyperparameters_raise_clear_errors(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_inject_hyperparams_is_bit_identical_with_integer_arguments_static():
+    params = jnp.asarray(ref.matrix_sequence(1, 3, 3, seed=11)[0], jnp.float32)
+    static = ("precondition_frequency", "max_precond_dim")
+    injected = adaptx.inject_hyperparams(adaptx.soap, static_args=static)(0.01)
+    plain = adaptx.soap(0.01)
+    s1, s2 = injected.init(params), plain.init(params)
+    for g in jnp.asarray(ref.matrix_sequence(3, 3, 3, seed=12), jnp.float32):
+        u1, s1 = jax.jit(injected.update)(g, s1, params)
+        u2, s2 = jax.jit(plain.update)(g, s2, params)
+        np.testing.assert_array_equal(u1, u2)

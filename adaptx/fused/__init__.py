@@ -21,11 +21,12 @@ order. The layout is the same on every platform, device count and build;
 ``to_per_leaf`` and ``from_per_leaf`` convert to and from the per-leaf
 alias's (optax-layout) state, so checkpoints move either way.
 
-**Where it runs.** On CPU, ``update`` and ``step`` are one call of a native
-kernel through ``jax.ffi`` (built at install time; ``kernel_info()`` says
-whether it loaded and which instruction set it runs with). On other
-platforms, and when the kernel is unavailable (warned once on CPU), the same
-maths runs in pure JAX over the flat vector. Results agree with the per-leaf
+**Where it runs.** When the default backend is the CPU, ``update`` and
+``step`` are one call of a native kernel through ``jax.ffi`` (built at
+install time; ``kernel_info()`` says whether it loaded and which instruction
+set it runs with). With another default backend (GPU, TPU), and when the
+kernel is unavailable (warned once on CPU), the same maths runs in pure JAX
+over the flat vector. Results agree with the per-leaf
 aliases to a few float32 ulps (each operation is rounded as written; XLA
 may contract the per-leaf chain into fused multiply-adds).
 
@@ -38,8 +39,10 @@ pure-JAX maths runs (the kernel handles one state per call).
 **Sharding.** The flat buffers are not sharded: they are replicated, each
 device holding the whole vector (ZeRO-style sharding of a flat vector would
 not follow the params' own partitioning, and the kernel runs on one host
-memory). This suits data parallelism with replicated params; for sharded
-params, use the per-leaf aliases, whose state is sharded like the params.
+memory). This suits data parallelism with replicated params. Sharded params
+work (under explicit sharding each leaf is gathered and the results are
+resharded like it), but every device holds and updates the whole state: for
+sharded params use the per-leaf aliases, whose state is sharded like them.
 
 **Settings.** The aliases' signatures; settings outside one Adam or SGD loop
 (moment dtypes, ``b1_decay``, Adam's ``nesterov``, a weight-decay ``mask``)

@@ -5,10 +5,11 @@
 flat state buffers, and returns ``(new flat buffers, per-leaf results)``:
 the updates, or with ``apply`` the params plus the updates.
 
-- With ``native`` (the kernel is loaded), on a CPU it is one native pass
-  (``_kernel.call``) and on any other platform (``jax.lax.platform_dependent``)
-  the same maths in pure JAX over the concatenated leaves; without, always
-  the pure-JAX maths.
+- With ``native`` (the kernel is loaded and the process's default backend
+  is the CPU) it is one native pass (``_kernel.call``); otherwise the same
+  maths in pure JAX over the concatenated leaves. (The choice is made when
+  tracing, not with ``jax.lax.platform_dependent``, which would lower the
+  pure-JAX branch too and double the compile time of a CPU step.)
 - Under ``jax.jvp`` / ``jax.grad`` the derivative is that of the pure-JAX
   maths (``jax.custom_jvp``); the primal values still come from the kernel.
 - Under ``jax.vmap`` (a batch of states) the kernel is not used: the batched
@@ -137,14 +138,7 @@ def _native_or_batched_pure(kind: str, cfg: tuple):
 def _primal(kind: str, native: bool, cfg: tuple, scalars, flats, grads, params):
     if not grads or not native:
         return pure(kind, cfg, scalars, flats, grads, params)
-    return jax.lax.platform_dependent(
-        scalars,
-        flats,
-        grads,
-        params,
-        cpu=_native_or_batched_pure(kind, cfg),
-        default=functools.partial(pure, kind, cfg),
-    )
+    return _native_or_batched_pure(kind, cfg)(scalars, flats, grads, params)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2))

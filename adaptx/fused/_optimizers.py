@@ -13,7 +13,7 @@ from adaptx._adam import check_moment_hyperparams
 from adaptx._base import GradientTransformation, Params, ScalarOrSchedule, Updates
 from adaptx._numerics import hyperparam, one_minus_pow, safe_increment
 from adaptx._sgd import check_nesterov
-from adaptx._signature import TreeMismatchError, check_updates
+from adaptx._signature import TreeMismatchError, check_state, check_updates
 from adaptx._validate import (
     check_learning_rate,
     check_momentum,
@@ -144,6 +144,7 @@ class _Fused:
         )
 
     def run(self, grads: Updates, state: Any, params: Params | None, *, apply: bool, gscale):
+        check_state(self.name, state, FusedAdamState if self.kind == "adam" else FusedSgdState)
         check_updates(self.name, grads, None, params)
         leaves, treedef = jax.tree.flatten(grads)
         flats = list(state[1:])
@@ -151,9 +152,9 @@ class _Fused:
             want, got = int(np.shape(flats[0])[0]), _total(leaves)
             if want != got:
                 raise TreeMismatchError(
-                    f"{self.name}: the updates have {got} entries in all but the state was "
-                    f"built for {want}; pass updates with the params' structure and shapes "
-                    "(or re-run init)"
+                    f"{self.name}: the updates' structure and shapes do not fit the state: "
+                    f"they have {got} entries in all but the state was built for {want}. "
+                    "Pass updates with the params' structure and shapes (or re-run init)."
                 )
         _check_real_floating(self.name, grads)
         decay = self.kind == "adam" and self.weight_decay is not None
@@ -164,21 +165,50 @@ class _Fused:
                     f"{self.name} needs the parameters here: pass params "
                     "(tx.update(updates, state, params))"
                 )
-            p_leaves = [jnp.asarray(p).astype(_F32) for p in jax.tree.leaves(params)]
+            p_leaves, p_specs = _gathered(jax.tree.leaves(params))
         if gscale is None:
             gscale = jnp.ones((), _F32)
         s = self.scalars(state.count, gscale)
-        g32 = [jnp.asarray(g).astype(_F32) for g in leaves]
+        g32, g_specs = _gathered(leaves)
         if self.kind == "adam":
             cfg = (decay, apply)
         else:
             cfg = (self.momentum is not None, self.nesterov, apply)
-        native = _kernel.available()
+        native = jax.default_backend() == "cpu" and _kernel.available()
         new_flats, out = _maths.fused(self.kind, native, cfg, s, flats, g32, p_leaves)
-        like = jax.tree.leaves(params) if apply else leaves
-        out = [o.astype(jnp.result_type(x)) for o, x in zip(out, like)]
+        like, specs = (jax.tree.leaves(params), p_specs) if apply else (leaves, g_specs)
+        out = [
+            _restored(o.astype(jnp.result_type(x)), spec) for o, x, spec in zip(out, like, specs)
+        ]
         new_state = type(state)(safe_increment(state.count), *new_flats)
         return jax.tree.unflatten(treedef, out), new_state
+
+
+def _gathered(leaves: list) -> tuple[list, list]:
+    """The leaves as float32, replicated where an explicit mesh axis shards them.
+
+    Returns the leaves and their shardings (``None`` where nothing was
+    gathered). The flat buffers are replicated; under explicit sharding the
+    leaves are gathered first and the results resharded like them (``_restored``).
+    """
+    out, shardings = [], []
+    for x in leaves:
+        x = jnp.asarray(x)
+        sharding = getattr(jax.typeof(x), "sharding", None)
+        spec = getattr(sharding, "spec", None)
+        if spec is None or all(s is None for s in spec):
+            sharding = None
+        else:
+            replicated = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
+            x = jax.sharding.reshard(x, replicated)
+        out.append(x.astype(_F32))
+        shardings.append(sharding)
+    return out, shardings
+
+
+def _restored(x: jax.Array, sharding: Any) -> jax.Array:
+    """``x`` resharded as its leaf was (``_gathered``); unchanged for ``None``."""
+    return x if sharding is None else jax.sharding.reshard(x, sharding)
 
 
 def _transformation(fused: _Fused) -> GradientTransformation:

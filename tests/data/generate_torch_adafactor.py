@@ -18,7 +18,6 @@ import json
 import pathlib
 
 import numpy as np
-import torch
 
 T = 12
 SHAPES = {"w": (4, 6), "t": (2, 3, 5), "b": (5,)}
@@ -38,6 +37,8 @@ def problem():
 
 
 def run(kwargs, p0, grads):
+    import torch  # here, so that pytest's doctest collection can import this file without torch
+
     params = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in p0.items()}
     opt = torch.optim.Adafactor(list(params.values()), foreach=False, **kwargs)
     out = []
@@ -50,6 +51,8 @@ def run(kwargs, p0, grads):
 
 
 def main() -> None:
+    import torch
+
     p0, grads = problem()
     data = {
         "generator": "tests/data/generate_torch_adafactor.py",
