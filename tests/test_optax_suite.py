@@ -38,18 +38,29 @@ deliberate differences, for users switching from optax:
   a constant schedule and logs a warning); ``update`` checks its state (the
   one its ``init`` returned, not ``{}``, ``0`` or ``None``) and the updates'
   tree against the params (``apply_updates(None, updates)`` raises).
+- **Dtypes.** The updates must have the params' dtypes: a float32 gradient
+  for bfloat16 params raises instead of being rounded silently.
+  ``inject_hyperparams`` keeps run-time hyper-parameters in float32 (or
+  wider) for low-precision params, as every adaptx transform computes them
+  (optax: the params' dtype). A real ``mu_dtype`` or ``accumulator_dtype``
+  for complex params never drops the imaginary part (``adam`` keeps complex
+  moments, ``sgd`` raises).
 - **Own types.** adaptx's ``GradientTransformation``, ``EmptyState`` and
   state classes are its own NamedTuples with optax's fields; optax's classes
   (``GradientTransformationExtraArgs``) are not adaptx's and adaptx's
   transforms are not instances of optax's. Every adaptx ``update`` that can
   use extra keyword arguments accepts them; the interop is by duck typing.
-- **Documented defaults that differ.** ``zero_nans`` also zeroes infinities
-  (``include_inf=False`` is optax's), ``warmup_cosine_decay_schedule`` with
-  ``peak_value=0`` reaches ``end_value``, ``lookahead`` keeps the slow
+  ``inject_hyperparams``' state is ``InjectHyperparamsState(count,
+  hyperparams, inner_state)`` (optax 0.2.8: ``InjectStatefulHyperparamsState``
+  with ``hyperparams_states`` too).
+- **Documented behaviours that differ.** ``zero_nans`` also zeroes
+  infinities (``include_inf=False`` is optax's), ``warmup_cosine_decay_schedule``
+  with ``peak_value=0`` reaches ``end_value``, ``lookahead`` keeps the slow
   weights in its state and takes plain parameter trees (optax's uses
   ``LookaheadParams``).
-- **Error messages.** adaptx's errors name the transform, the leaf and the
-  fix; tests matching optax's (or an older jax's) wording do not match.
+- **Not provided.** optax's ``StatefulSchedule`` objects as
+  ``inject_hyperparams`` arguments, and ``MultiSteps(should_skip_update_fn=)``
+  (wrap the inner optimizer in ``apply_if_finite`` instead).
 """
 
 from __future__ import annotations
