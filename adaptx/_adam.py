@@ -295,7 +295,7 @@ def scale_by_adam(
       >>> params = jnp.array([1.0, -2.0, 3.0])
       >>> state = tx.init(params)
       >>> out, state = tx.update(jnp.array([0.5, -4.0, 0.0]), state, params)
-      >>> out  # first step: g / |g|, and 0 where g = 0
+      >>> out.round(4)  # first step: g / |g|, and 0 where g = 0
       Array([ 1., -1.,  0.], dtype=float32)
 
     References:
