@@ -42,11 +42,15 @@ class InjectHyperparamsState(NamedTuple):
         the last update used (before the first update: those it will use).
         Set numeric entries between steps with ``set_hyperparams``; scheduled
         entries are recomputed from their schedule at every step.
+      hyperparams_states: always ``{}`` (adaptx has no stateful schedules);
+        kept so the state has optax's layout (``InjectStatefulHyperparamsState``)
+        and optax checkpoints restore into it.
       inner_state: the inner transform's state.
     """
 
     count: jax.Array
     hyperparams: dict[str, jax.Array]
+    hyperparams_states: dict[str, Any]
     inner_state: OptState
 
 
@@ -217,7 +221,7 @@ def inject_hyperparams(
 
         def init_fn(params: Params) -> InjectHyperparamsState:
             hp = current(zero(), numeric, hp_dtype(params))
-            return InjectHyperparamsState(zero(), hp, build(hp).init(params))
+            return InjectHyperparamsState(zero(), hp, {}, build(hp).init(params))
 
         def update_fn(updates, state: InjectHyperparamsState, params=None, **extra_args):
             check_state("inject_hyperparams", state, InjectHyperparamsState)
@@ -226,7 +230,9 @@ def inject_hyperparams(
             new_updates, inner_state = call_update(
                 build(hp), updates, state.inner_state, params, extra_args
             )
-            return new_updates, InjectHyperparamsState(safe_increment(state.count), hp, inner_state)
+            return new_updates, InjectHyperparamsState(
+                safe_increment(state.count), hp, state.hyperparams_states, inner_state
+            )
 
         return GradientTransformation(init_fn, update_fn)
 

@@ -50,9 +50,6 @@ deliberate differences, for users switching from optax:
   (``GradientTransformationExtraArgs``) are not adaptx's and adaptx's
   transforms are not instances of optax's. Every adaptx ``update`` that can
   use extra keyword arguments accepts them; the interop is by duck typing.
-  ``inject_hyperparams``' state is ``InjectHyperparamsState(count,
-  hyperparams, inner_state)`` (optax 0.2.8: ``InjectStatefulHyperparamsState``
-  with ``hyperparams_states`` too).
 - **Documented behaviours that differ.** ``zero_nans`` also zeroes
   infinities (``include_inf=False`` is optax's), ``warmup_cosine_decay_schedule``
   with ``peak_value=0`` reaches ``end_value``, ``lookahead`` keeps the slow
@@ -412,14 +409,13 @@ LOOKAHEAD = (
 )
 DEFAULTS = "a documented behaviour that differs from optax's (see the docstring)"
 UNSUPPORTED = "an optax feature adaptx does not have"
-INJECT_LAYOUT = (
-    "inject_hyperparams' state is InjectHyperparamsState(count, hyperparams, "
-    "inner_state): no hyperparams_states, as adaptx has no stateful schedules"
-)
 
 # Test id (``<file stem>_<class>::<method>``, glob patterns allowed) -> the
 # deliberate difference it reflects. Each runs as a strict xfail.
 DIFFERENCES: dict[str, str] = {
+    # key paths name the state class (InjectHyperparamsState, not optax's
+    # InjectStatefulHyperparamsState); the fields and leaves are optax's
+    "state_utils_test_StateUtilsTest::test_tree_get_all_with_path": OWN_TYPES,
     # stricter input
     "transform_test_TransformTest::test_scale": STRICT,  # state {}
     "adding_test_AddingTest::test_none_argument": STRICT,  # state 0, updates None
@@ -447,7 +443,6 @@ DIFFERENCES: dict[str, str] = {
     "base_test_ExtraArgsTest::test_isinstance": OWN_TYPES,
     "combining_test_ExtraArgsTest::test_extra_args": OWN_TYPES,
     "combining_test_ExtraArgsTest::test_extra_args_chaining": OWN_TYPES,
-    "state_utils_test_StateUtilsTest::test_tree_get_all_with_path": INJECT_LAYOUT,
     # optax features adaptx does not have
     "inject_test_StatefulTest::test_inject_stateful_hyperparams": (
         UNSUPPORTED + ": optax.StatefulSchedule objects as hyper-parameters"
