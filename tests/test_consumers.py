@@ -35,6 +35,8 @@ own strictness is tested elsewhere.
 from __future__ import annotations
 
 import functools
+import re
+from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -723,3 +725,27 @@ def test_optax_flatten_lookahead_schedule_free(entry):
     want, _ = _loop(optax.contrib.schedule_free(base, 0.1), params, apply=optax.apply_updates)
     got, _ = _loop(optax.contrib.schedule_free(tx, 0.1), params, apply=optax.apply_updates)
     _close(got, want, "optax.contrib.schedule_free")
+
+
+# --- the README's snippets ---------------------------------------------------------------
+def _readme_snippets():
+    """The python blocks of the README's "Switching from optax" section."""
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    section = text.split("\n## Switching from optax\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, flags=re.S)
+
+
+def test_readme_has_the_three_snippets():
+    snippets = _readme_snippets()
+    assert len(snippets) == 3
+    assert [("nnx" in s, "linen" in s, "eqx" in s) for s in snippets] == [
+        (True, False, False),
+        (False, True, False),
+        (False, False, True),
+    ]
+
+
+@pytest.mark.parametrize("index", range(3), ids=["nnx", "linen", "equinox"])
+def test_readme_snippet_runs(index):
+    namespace: dict = {}
+    exec(compile(_readme_snippets()[index], f"README snippet {index}", "exec"), namespace)
