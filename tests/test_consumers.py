@@ -783,3 +783,18 @@ def test_readme_has_the_three_snippets():
 def test_readme_snippet_runs(index):
     namespace: dict = {}
     exec(compile(_readme_snippets()[index], f"README snippet {index}", "exec"), namespace)
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_params_holding_tuples(entry):
+    """Models hold tuples (equinox's ``MLP.layers``): they are tree nodes, never results."""
+    params = {f"t{n}": tuple(jnp.full((2, 3), 0.5 + i) for i in range(n)) for n in (2, 3, 4)}
+    as_dicts = {k: {str(i): x for i, x in enumerate(v)} for k, v in params.items()}
+    tx = _tx(entry)
+    grads = jax.tree.map(lambda x: x / 4 - 1, params)
+    updates, state = tx.update(grads, tx.init(params), params)
+    assert jax.tree.structure(updates) == jax.tree.structure(params)
+    assert _layout(tx.update(updates, state, params)[1]) == _layout(state)
+    grads = jax.tree.map(lambda x: x / 4 - 1, as_dicts)
+    want, _ = tx.update(grads, tx.init(as_dicts), as_dicts)
+    _close(updates, want, "the same params in dicts")
