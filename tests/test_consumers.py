@@ -16,9 +16,9 @@ What a consumer's result is compared with, within float32 rounding:
 
 Consumers over the whole registry (cheap, one small computation each):
 ``jax.eval_shape`` of ``init``, ``optax.tree.map_params`` / ``get`` / ``set``,
-``vmap`` over a batch of states, and orbax save and restore (one checkpoint for
+``vmap`` over a batch of states, orbax save and restore (one checkpoint for
 the whole registry; optax's states restored into adaptx's and back where the
-layouts are optax's).
+layouts are optax's), and params that hold tuples (as equinox models do).
 
 Consumers over every optimizer alias (``ALIASES``: the "optimizer" entries
 without a variant tag, less the combinators and wrappers), not every transform
