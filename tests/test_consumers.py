@@ -22,14 +22,15 @@ layouts are optax's), and params that hold tuples (as equinox models do).
 
 Consumers over every optimizer alias (``ALIASES``: the "optimizer" entries
 without a variant tag, less the combinators and wrappers), not every transform
-variant, to keep the module's time down: ``jax.grad`` / ``jax.jvp`` through
-``update``, flax NNX ``nnx.Optimizer`` (graph mode under ``nnx.jit`` and tree
-mode), flax linen's ``TrainState``, equinox, and optax's wrappers
+variant, to keep the module's time down: flax NNX ``nnx.Optimizer`` (graph
+mode under ``nnx.jit`` and tree mode), flax linen's ``TrainState``, equinox, and optax's wrappers
 (``MultiSteps``, ``masked``, ``partition``, ``apply_if_finite``, ``lookahead``,
 ``flatten``, ``contrib.reduce_on_plateau``, ``contrib.schedule_free``). NNX
 with a ``wrt`` filter, BatchNorm statistics and a custom ``nnx.Variable``, and
 NNX sharded over 8 devices with ``optimizer_sharding``, exercise the model more
-than the optimizer and run on a sample (``SAMPLE``).
+than the optimizer and run on a sample (``SAMPLE``). ``jax.grad`` / ``jax.jvp``
+through ``update`` (in float64) run over the aliases optax has and the sample
+(``GRAD``).
 
 Only ``jax.numpy_dtype_promotion("standard")`` is relaxed here (an autouse
 fixture): optax and flax are not written for strict promotion, and adaptx's
@@ -196,6 +197,8 @@ ALIASES = [
 ]
 # The NNX set-ups that exercise the model more than the optimizer run on a sample.
 SAMPLE = [p for p in ALIASES if p.values[0].name in ("sgd", "adam", "adafactor", "lion")]
+# Meta-gradients (float64, the costliest consumer): the aliases optax has, and the sample.
+GRAD = [p for p in ALIASES if p.values[0].name in OPTAX or p in SAMPLE]
 
 
 # Known failures (test, entry) -> reason: the test stops there as an expected failure.
@@ -415,7 +418,7 @@ def test_orbax_restore_and_continue(entry, orbax_restored):
     _close(got, a, "adaptx state restored into optax")
 
 
-@pytest.mark.parametrize("entry", ALIASES)
+@pytest.mark.parametrize("entry", GRAD)
 def test_grad_and_jvp_through_update(entry, x64):
     """Meta-gradients through two updates: w.r.t. the learning rate and the initial params.
 
