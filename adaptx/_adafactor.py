@@ -227,9 +227,10 @@ def scale_by_factored_rms(
             z = zeros_like(x, d)
             return (jnp.sum(z, axis=large), jnp.sum(z, axis=small), placeholder)
 
-        out = jax.tree.map(leaf, params)
-        is_triple = lambda t: isinstance(t, tuple) and len(t) == 3
-        pick = lambda i: jax.tree.map(lambda t: t[i], out, is_leaf=is_triple)
+        # Unzip through the params' structure: the params may hold tuples of their own.
+        treedef = jax.tree.structure(params)
+        out = treedef.flatten_up_to(jax.tree.map(leaf, params))
+        pick = lambda i: treedef.unflatten([t[i] for t in out])
         return FactoredState(jnp.zeros((), jnp.int32), pick(0), pick(1), pick(2))
 
     def check(updates, state, params):
@@ -290,9 +291,9 @@ def scale_by_factored_rms(
             out = gw * row * col
             return out.astype(g.dtype), r_new.astype(r.dtype), c_new.astype(c.dtype), v
 
-        res = jax.tree.map(leaf, updates, state.v_row, state.v_col, state.v)
-        is_res = lambda t: isinstance(t, tuple) and len(t) == 4
-        pick = lambda i: jax.tree.map(lambda t: t[i], res, is_leaf=is_res)
+        treedef = jax.tree.structure(updates)
+        res = treedef.flatten_up_to(jax.tree.map(leaf, updates, state.v_row, state.v_col, state.v))
+        pick = lambda i: treedef.unflatten([t[i] for t in res])
         new_state = FactoredState(safe_increment(state.count), pick(1), pick(2), pick(3))
         return pick(0), new_state
 

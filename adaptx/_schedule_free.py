@@ -274,10 +274,11 @@ def schedule_free(
             out = times(wz - wy, ck) + times(wd, 1 - bb * (1 - ck))
             return out.astype(y.dtype), (wz + wd).astype(z.dtype)
 
-        pairs = jax.tree.map(step, base_updates, params, state.z)
-        is_pair = lambda x: isinstance(x, tuple) and len(x) == 2 and not hasattr(x, "_fields")
-        out = jax.tree.map(lambda p: p[0], pairs, is_leaf=is_pair)
-        z = jax.tree.map(lambda p: p[1], pairs, is_leaf=is_pair)
+        # Unzip through the updates' structure: the params may hold tuples of their own.
+        treedef = jax.tree.structure(base_updates)
+        pairs = treedef.flatten_up_to(jax.tree.map(step, base_updates, params, state.z))
+        out = treedef.unflatten([p[0] for p in pairs])
+        z = treedef.unflatten([p[1] for p in pairs])
         return out, ScheduleFreeState(
             b1=state.b1,
             weight_sum=weight_sum,
