@@ -428,7 +428,7 @@ def test_bfloat16_params_keep_dtype_and_float32_scalars(make):
 BAD = [
     (lambda: adaptx.schedule_free_adamw(b1=0.0), "b1 must be in"),
     (lambda: adaptx.schedule_free_adamw(b1=1.5), "b1 must be in"),
-    (lambda: adaptx.schedule_free_adamw(b2=1.0), "decay must be in"),
+    (lambda: adaptx.schedule_free_adamw(b2=1.0), "b2 must be in"),
     (lambda: adaptx.schedule_free_sgd(-1.0), "learning_rate must be in"),
     (lambda: adaptx.schedule_free_sgd(warmup_steps=-1), "warmup_steps must be an integer"),
     (lambda: adaptx.schedule_free_sgd(weight_lr_power=-1.0), "weight_lr_power must be in"),
