@@ -131,7 +131,7 @@ def _dadapt(name, learning_rate, betas, eps, estim_lr0, weight_decay, bias_corre
 
     def update_fn(updates, state: DAdaptAdamWState, params=None, **extra_args):
         del extra_args
-        check_state("scale_by_dadapt_adamw", state, DAdaptAdamWState)
+        check_state(name, state, DAdaptAdamWState)
         if params is None:
             raise ValueError(_NEEDS_PARAMS.format(name))
         check_like(name, updates, state.exp_avg, "exact", params)
@@ -350,7 +350,7 @@ def _prodigy(
 
     def update_fn(updates, state: ProdigyState, params=None, **extra_args):
         del extra_args
-        check_state("scale_by_prodigy", state, ProdigyState)
+        check_state(name, state, ProdigyState)
         if params is None:
             raise ValueError(_NEEDS_PARAMS.format(name))
         check_like(name, updates, state.exp_avg, "exact", params)
