@@ -495,14 +495,27 @@ REGISTRY: list[Entry] = [
     # D-Adaptation's numerator is a sum of signed products that nearly cancel in the
     # first steps, and its sharded runs differ by up to 5% on one coordinate after the
     # sharding suite's steps: only structure, shardings and the rough numbers are checked.
-    Entry("dadapt_adamw", lambda lr: adaptx.dadapt_adamw(), needs_params=True, sharding_rtol=0.1),
-    # Rosenbrock's curved valley is slow for a step size estimated from the distance to
-    # the start (d stays ~0.1): 60000 steps reach 0.3 from (1, 1), a loose tolerance.
+    #
+    # On Rosenbrock both reach the optimum (within 1e-6) and then leave it: d never
+    # shrinks, and with a constant learning rate (the papers decay it) the step that
+    # crossed the valley is too long near the minimum, so the iterate later wanders
+    # 0.01-1 away, at steps that move with float32 rounding (compiler, CPU). The runs
+    # stop inside the converged window, measured under two XLA configurations:
+    # D-Adaptation is within 1.2e-6 at steps 1000 and 1500, Prodigy within 6e-6 at
+    # steps 4000, 5000 and 6000.
+    Entry(
+        "dadapt_adamw",
+        lambda lr: adaptx.dadapt_adamw(),
+        rosenbrock_steps=1500,
+        rosenbrock_tol=1e-3,
+        needs_params=True,
+        sharding_rtol=0.1,
+    ),
     Entry(
         "prodigy",
         lambda lr: adaptx.prodigy(),
-        rosenbrock_steps=60000,
-        rosenbrock_tol=0.4,
+        rosenbrock_steps=5000,
+        rosenbrock_tol=1e-3,
         needs_params=True,
         sharding_rtol=2e-3,
     ),
