@@ -453,7 +453,9 @@ def test_bad_hyperparameters_raise(i):
 
 
 @pytest.mark.parametrize(
-    "tx", [adaptx.prodigy(), adaptx.dadapt_adamw(), adaptx.schedule_free_sgd()], ids=str
+    "tx",
+    [adaptx.prodigy(), adaptx.dadapt_adamw(), adaptx.schedule_free_sgd()],
+    ids=["prodigy", "dadapt_adamw", "schedule_free_sgd"],
 )
 def test_update_without_params_raises(tx):
     with pytest.raises(ValueError, match="needs the parameters"):
