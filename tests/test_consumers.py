@@ -169,6 +169,9 @@ OTHER_STATE_LAYOUT = {
 }
 
 
+# One transform object per entry for the whole module, so that ``_loop`` compiles
+# each step once (``jax.jit`` caches per function object).
+@functools.cache
 def _tx(entry: Entry) -> adaptx.GradientTransformation:
     tx = entry.make(entry.lr)
     if entry.kind == "direction":
@@ -176,6 +179,7 @@ def _tx(entry: Entry) -> adaptx.GradientTransformation:
     return tx
 
 
+@functools.cache
 def _optax_tx(entry: Entry) -> optax.GradientTransformation | None:
     make = OPTAX.get(entry.name)
     if make is None:
@@ -285,16 +289,25 @@ def _base(entry: Entry):
     return _tx(entry), adaptx.apply_updates
 
 
-def _loop(tx, params, loss=_loss, steps=STEPS, apply=adaptx.apply_updates, state=None):
-    state = tx.init(params) if state is None else state
+@functools.cache
+def _compiled_step(tx, loss, apply):
+    """One compiled step per transform, loss and ``apply``, shared by every ``_loop``.
+
+    Compiled rather than eager: wrappers built on ``lax.cond`` (MultiSteps,
+    apply_if_finite, reduce_on_plateau) would compile their branches again at
+    every eager call.
+    """
 
     def step(params, state):
         updates, state = tx.update(jax.grad(loss)(params), state, params)
         return apply(params, updates), state
 
-    # One compiled step: wrappers built on lax.cond (MultiSteps, apply_if_finite,
-    # reduce_on_plateau) would compile their branches again at every eager call.
-    step = jax.jit(step)
+    return jax.jit(step)
+
+
+def _loop(tx, params, loss=_loss, steps=STEPS, apply=adaptx.apply_updates, state=None):
+    state = tx.init(params) if state is None else state
+    step = _compiled_step(tx, loss, apply)
     for _ in range(steps):
         params, state = step(params, state)
     return params, state
