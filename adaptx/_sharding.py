@@ -31,6 +31,11 @@ def full_like(x: Any, fill_value: Any, dtype: Any = None) -> jax.Array:
     # sharding propagation; it generates no code and is a no-op on one device.
     if isinstance(x, jax.core.Tracer) and jnp.ndim(x) > 0:
         _, z = shard_alike(x, z)
+        # ``z`` does not depend on ``x``'s values: without this, differentiating
+        # through ``shard_alike`` gives ``z`` an explicit zero tangent (not JAX's
+        # symbolic zero), and ``sqrt`` of a zero state then has tangent 0 * inf
+        # = NaN under ``jax.jvp`` (D-Adaptation's first step).
+        z = jax.lax.stop_gradient(z)
     return z
 
 

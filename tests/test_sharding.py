@@ -296,6 +296,18 @@ def test_zeros_like_without_mesh_context_follows_params():
         np.testing.assert_array_equal(np.asarray(z, np.float32), 0.0)
 
 
+def test_zeros_like_of_a_traced_array_has_no_tangent():
+    # The zeros do not depend on x's values: differentiating through them must not
+    # produce sqrt'(0) * 0 = NaN (an explicit zero tangent would, under jax.jvp).
+    def f(x):
+        return jnp.sum(jnp.sqrt(adaptx.tree_zeros_like(x)) * x)
+
+    x = jnp.ones((4, 2))
+    _, tangent = jax.jvp(f, (x,), (jnp.ones_like(x),))
+    assert tangent == 0.0
+    np.testing.assert_array_equal(jax.grad(f)(x), 0.0)
+
+
 # --- data parallelism: pmap and shard_map ----------------------------------------
 
 
