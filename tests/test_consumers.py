@@ -205,13 +205,16 @@ ALIASES = [
 ]
 # The NNX set-ups that exercise the model more than the optimizer run on a sample.
 SAMPLE = [p for p in ALIASES if p.values[0].name in ("sgd", "adam", "adafactor", "lion")]
-# Meta-gradients (float64, the costliest consumer): the aliases optax has, and the sample.
-# The fused layer keeps float32 state and refuses float64 params: tests/test_fused.py
-# differentiates it in float32 against the per-leaf alias.
+# Meta-gradients (float64, the costliest consumer): the aliases optax has, the sample,
+# and the learning-rate-free ones (their first step takes the square root of a zero
+# moment, where a careless tangent is NaN). The fused layer keeps float32 state and
+# refuses float64 params: tests/test_fused.py differentiates it in float32 against
+# the per-leaf alias.
 GRAD = [
     p
     for p in ALIASES
-    if (p.values[0].name in OPTAX or p in SAMPLE) and not p.values[0].name.startswith("fused.")
+    if (p.values[0].name in OPTAX or p in SAMPLE or p.values[0].name in ("dadapt_adamw", "prodigy"))
+    and not p.values[0].name.startswith("fused.")
 ]
 _MLP_SHAPES = {
     "layer1": {
