@@ -74,9 +74,10 @@ def x64():
         yield
 
 
-# The slowest modules, first. Under ``pytest -n ... --dist loadfile`` (the README's
-# command) each module runs on one worker, handed out in collection order: started
-# last, the notebooks would keep one worker busy for minutes after the other is done.
+# The slowest modules, first. The README's command runs ``--dist worksteal``: each
+# worker starts on its own contiguous share of the collection, and an idle worker
+# takes tests from the end of another's share. Collected last, the notebooks (a few
+# tests of up to a minute each) would end the run on one worker while the other idles.
 SLOWEST_FIRST = ("test_notebooks.py", "test_consumers.py", "test_sharding.py")
 
 
