@@ -37,7 +37,7 @@ from adaptx._base import (
 )
 from adaptx._clipping import clip_by_block_rms
 from adaptx._combine import chain
-from adaptx._numerics import abs_sq, compute_dtype, hyperparam, safe_increment
+from adaptx._numerics import abs_sq, compute_dtype, hyperparam, safe_increment, tree_map_unzip
 from adaptx._scale import scale, scale_by_learning_rate
 from adaptx._sgd import ema
 from adaptx._sharding import zeros_like
@@ -227,11 +227,7 @@ def scale_by_factored_rms(
             z = zeros_like(x, d)
             return (jnp.sum(z, axis=large), jnp.sum(z, axis=small), placeholder)
 
-        # Unzip through the params' structure: the params may hold tuples of their own.
-        treedef = jax.tree.structure(params)
-        out = treedef.flatten_up_to(jax.tree.map(leaf, params))
-        pick = lambda i: treedef.unflatten([t[i] for t in out])
-        return FactoredState(jnp.zeros((), jnp.int32), pick(0), pick(1), pick(2))
+        return FactoredState(jnp.zeros((), jnp.int32), *tree_map_unzip(3, leaf, params))
 
     def check(updates, state, params):
         where = "scale_by_factored_rms"
@@ -291,11 +287,8 @@ def scale_by_factored_rms(
             out = gw * row * col
             return out.astype(g.dtype), r_new.astype(r.dtype), c_new.astype(c.dtype), v
 
-        treedef = jax.tree.structure(updates)
-        res = treedef.flatten_up_to(jax.tree.map(leaf, updates, state.v_row, state.v_col, state.v))
-        pick = lambda i: treedef.unflatten([t[i] for t in res])
-        new_state = FactoredState(safe_increment(state.count), pick(1), pick(2), pick(3))
-        return pick(0), new_state
+        out, *stats = tree_map_unzip(4, leaf, updates, state.v_row, state.v_col, state.v)
+        return out, FactoredState(safe_increment(state.count), *stats)
 
     return GradientTransformation(init_fn, update_fn)
 

@@ -42,6 +42,7 @@ from adaptx._numerics import (
     hyperparam,
     one_minus_pow,
     safe_increment,
+    tree_map_unzip,
     widest_compute_dtype,
 )
 from adaptx._sharding import zeros_like
@@ -152,13 +153,10 @@ def _dadapt(name, learning_rate, betas, eps, estim_lr0, weight_decay, bias_corre
             s = q * s.astype(cdt) + (1 - q) * lr_ * wg
             return acc, m.astype(g.dtype), v.astype(g.dtype), s.astype(g.dtype)
 
-        res = jax.tree.map(moments, updates, state.exp_avg, state.exp_avg_sq, state.grad_sum)
-        _, treedef = jax.tree.flatten(updates)
-        flat = treedef.flatten_up_to(res)
-        acc = _tree_sum([r[0] for r in flat], sdt)
-        m = treedef.unflatten([r[1] for r in flat])
-        v = treedef.unflatten([r[2] for r in flat])
-        s = treedef.unflatten([r[3] for r in flat])
+        accs, m, v, s = tree_map_unzip(
+            4, moments, updates, state.exp_avg, state.exp_avg_sq, state.grad_sum
+        )
+        acc = _tree_sum(jax.tree.leaves(accs), sdt)
         s_l1 = _tree_sum([jnp.sum(jnp.abs(x.astype(sdt))) for x in jax.tree.leaves(s)], sdt)
         num = sb2 * state.numerator_weighted + (1 - sb2) * dlr * acc
         d_new = jnp.maximum(d, _ratio_or_zero(num, (1 - sb2) * s_l1))
@@ -375,7 +373,8 @@ def _prodigy(
             dt = jnp.result_type(g)
             return dot, x0.astype(dt), m.astype(dt), v.astype(dt), s.astype(dt)
 
-        res = jax.tree.map(
+        dots, x0, m, v, s = tree_map_unzip(
+            5,
             moments,
             updates,
             params,
@@ -384,10 +383,7 @@ def _prodigy(
             state.exp_avg_sq,
             state.grad_sum,
         )
-        _, treedef = jax.tree.flatten(updates)
-        flat = treedef.flatten_up_to(res)
-        dot = _tree_sum([r[0] for r in flat], sdt)
-        x0, m, v, s = (treedef.unflatten([r[i] for r in flat]) for i in range(1, 5))
+        dot = _tree_sum(jax.tree.leaves(dots), sdt)
         s_l1 = _tree_sum([jnp.sum(jnp.abs(x.astype(sdt))) for x in jax.tree.leaves(s)], sdt)
         num = b3 * state.numerator_weighted + r_scale * dot
         d_hat = hyperparam(estim_lr_coef, sdt) * _ratio_or_zero(num, s_l1)

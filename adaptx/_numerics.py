@@ -94,6 +94,18 @@ def abs_sq(x: jax.Array) -> jax.Array:
     return jnp.square(x)
 
 
+def tree_map_unzip(n: int, f: Any, tree: Any, *rest: Any) -> tuple[Any, ...]:
+    """``jax.tree.map(f, tree, *rest)`` for an ``f`` returning ``n`` values, as ``n`` trees.
+
+    Each result tree has ``tree``'s structure. The unzipping goes through that
+    structure, so a tree that holds tuples of its own (equinox's ``MLP.layers``)
+    is not mistaken for a per-leaf result.
+    """
+    treedef = jax.tree.structure(tree)
+    results = treedef.flatten_up_to(jax.tree.map(f, tree, *rest))
+    return tuple(treedef.unflatten([r[i] for r in results]) for i in range(n))
+
+
 def _map_moments(f: Any, updates: Any, moments: Any) -> Any:
     """``f(g, m)`` over the leaves; a ``None`` update (an equinox-filtered leaf) gives ``None``."""
     return jax.tree.map(

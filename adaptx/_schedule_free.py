@@ -17,7 +17,13 @@ from adaptx._base import (
     call_update,
 )
 from adaptx._combine import _check_transform, chain
-from adaptx._numerics import compute_dtype, hyperparam, safe_increment, widest_compute_dtype
+from adaptx._numerics import (
+    compute_dtype,
+    hyperparam,
+    safe_increment,
+    tree_map_unzip,
+    widest_compute_dtype,
+)
 from adaptx._rmsprop import scale_by_rms
 from adaptx._scale import scale_by_learning_rate
 from adaptx._sgd import sgd
@@ -274,11 +280,7 @@ def schedule_free(
             out = times(wz - wy, ck) + times(wd, 1 - bb * (1 - ck))
             return out.astype(y.dtype), (wz + wd).astype(z.dtype)
 
-        # Unzip through the updates' structure: the params may hold tuples of their own.
-        treedef = jax.tree.structure(base_updates)
-        pairs = treedef.flatten_up_to(jax.tree.map(step, base_updates, params, state.z))
-        out = treedef.unflatten([p[0] for p in pairs])
-        z = treedef.unflatten([p[1] for p in pairs])
+        out, z = tree_map_unzip(2, step, base_updates, params, state.z)
         return out, ScheduleFreeState(
             b1=state.b1,
             weight_sum=weight_sum,
