@@ -568,12 +568,8 @@ def _nnx_params(model, wrt=nnx.Param):
     return nnx.to_pure_dict(nnx.state(model, wrt))
 
 
-@pytest.mark.parametrize("entry", ALIASES)
-def test_nnx_optimizer_graph_and_tree_mode(entry):
-    """``nnx.Optimizer(model, tx, wrt=nnx.Param)``: graph mode under ``nnx.jit``, tree mode."""
-    _known("nnx_graph_and_tree", entry)
-    model = NnxMLP(_mlp_params())
-    opt = nnx.Optimizer(model, _tx(entry), wrt=nnx.Param)
+def _nnx_train(model, opt):
+    """``STEPS`` graph-mode steps of ``opt`` on ``model`` under ``nnx.jit``."""
 
     @nnx.jit
     def step(model, opt):
@@ -581,6 +577,15 @@ def test_nnx_optimizer_graph_and_tree_mode(entry):
 
     for _ in range(STEPS):
         step(model, opt)
+
+
+@pytest.mark.parametrize("entry", ALIASES)
+def test_nnx_optimizer_graph_and_tree_mode(entry):
+    """``nnx.Optimizer(model, tx, wrt=nnx.Param)``: graph mode under ``nnx.jit``, tree mode."""
+    _known("nnx_graph_and_tree", entry)
+    model = NnxMLP(_mlp_params())
+    opt = nnx.Optimizer(model, _tx(entry), wrt=nnx.Param)
+    _nnx_train(model, opt)
     _close(_nnx_params(model), _reference(entry.name), "graph mode")
     assert int(opt.step[...]) == STEPS
 
@@ -633,13 +638,7 @@ def test_nnx_sharded_model_with_optimizer_sharding(entry):
         for var in jax.tree.leaves(opt.opt_state, is_leaf=lambda x: isinstance(x, nnx.Variable)):
             if var[...].shape == (4, 16):  # moments of layer1's kernel
                 assert var[...].sharding.spec == jax.sharding.PartitionSpec("data", "model")
-
-        @nnx.jit
-        def step(model, opt):
-            opt.update(model, nnx.grad(_nnx_loss)(model))
-
-        for _ in range(STEPS):
-            step(model, opt)
+        _nnx_train(model, opt)
         # (with automatic axes the compiler chooses the outputs' shardings, as with optax)
     _close(_nnx_params(model), _reference(entry.name), "sharded")
 
