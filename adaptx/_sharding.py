@@ -57,20 +57,23 @@ def shard_like(x: Any, y: jax.Array) -> jax.Array:
 
 
 def gather_explicit(x: jax.Array) -> tuple[jax.Array, Any]:
-    """``x`` replicated if an explicit mesh axis shards it, and its spec to restore.
+    """``x`` replicated if an explicit mesh axis shards it, and its sharding to restore.
 
     Under explicit sharding a matmul that contracts a sharded axis has no
     defined output sharding; linear algebra on a whole matrix (Newton-Schulz,
-    Gram matrices, eigenbases) gathers it first. Returns ``(x, None)`` when
-    no explicit axis shards ``x`` (automatic axes: the compiler decides).
+    Gram matrices, eigenbases) and ``adaptx.fused``'s replicated flat buffers
+    gather it first. Returns ``(x, None)`` when no explicit axis shards ``x``
+    (automatic axes: the compiler decides). The shardings name their mesh, so
+    no ``jax.set_mesh`` context is needed.
     """
-    spec = getattr(jax.typeof(x), "sharding", None)
-    spec = getattr(spec, "spec", None)
+    sharding = getattr(jax.typeof(x), "sharding", None)
+    spec = getattr(sharding, "spec", None)
     if spec is None or all(s is None for s in spec):
         return x, None
-    return jax.sharding.reshard(x, jax.sharding.PartitionSpec()), spec
+    replicated = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
+    return jax.sharding.reshard(x, replicated), sharding
 
 
-def restore_explicit(y: jax.Array, spec: Any) -> jax.Array:
-    """``y`` resharded to ``spec`` (from ``gather_explicit``); unchanged for ``None``."""
-    return y if spec is None else jax.sharding.reshard(y, spec)
+def restore_explicit(y: jax.Array, sharding: Any) -> jax.Array:
+    """``y`` resharded as ``gather_explicit``'s input was; unchanged for ``None``."""
+    return y if sharding is None else jax.sharding.reshard(y, sharding)

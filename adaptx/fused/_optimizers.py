@@ -13,6 +13,7 @@ from adaptx._adam import check_moment_hyperparams
 from adaptx._base import GradientTransformation, Params, ScalarOrSchedule, Updates
 from adaptx._numerics import hyperparam, one_minus_pow, safe_increment
 from adaptx._sgd import check_nesterov
+from adaptx._sharding import gather_explicit, restore_explicit
 from adaptx._signature import TreeMismatchError, check_state, check_updates
 from adaptx._validate import (
     check_learning_rate,
@@ -178,37 +179,19 @@ class _Fused:
         new_flats, out = _maths.fused(self.kind, native, cfg, s, flats, g32, p_leaves)
         like, specs = (jax.tree.leaves(params), p_specs) if apply else (leaves, g_specs)
         out = [
-            _restored(o.astype(jnp.result_type(x)), spec) for o, x, spec in zip(out, like, specs)
+            restore_explicit(o.astype(jnp.result_type(x)), spec)
+            for o, x, spec in zip(out, like, specs)
         ]
         new_state = type(state)(safe_increment(state.count), *new_flats)
         return jax.tree.unflatten(treedef, out), new_state
 
 
 def _gathered(leaves: list) -> tuple[list, list]:
-    """The leaves as float32, replicated where an explicit mesh axis shards them.
-
-    Returns the leaves and their shardings (``None`` where nothing was
-    gathered). The flat buffers are replicated; under explicit sharding the
-    leaves are gathered first and the results resharded like them (``_restored``).
-    """
-    out, shardings = [], []
-    for x in leaves:
-        x = jnp.asarray(x)
-        sharding = getattr(jax.typeof(x), "sharding", None)
-        spec = getattr(sharding, "spec", None)
-        if spec is None or all(s is None for s in spec):
-            sharding = None
-        else:
-            replicated = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
-            x = jax.sharding.reshard(x, replicated)
-        out.append(x.astype(_F32))
-        shardings.append(sharding)
-    return out, shardings
-
-
-def _restored(x: jax.Array, sharding: Any) -> jax.Array:
-    """``x`` resharded as its leaf was (``_gathered``); unchanged for ``None``."""
-    return x if sharding is None else jax.sharding.reshard(x, sharding)
+    """The leaves as float32, each gathered if an explicit mesh axis shards it, and their
+    shardings (``None`` where nothing was gathered): the flat buffers are replicated,
+    and the results are resharded like the leaves (``restore_explicit``)."""
+    pairs = [gather_explicit(jnp.asarray(x)) for x in leaves]
+    return [x.astype(_F32) for x, _ in pairs], [sharding for _, sharding in pairs]
 
 
 def _transformation(fused: _Fused) -> GradientTransformation:
